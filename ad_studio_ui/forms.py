@@ -40,50 +40,56 @@ def _parse_optional(text: str, kind: str, spec: ParamSpec) -> Any:
     return value
 
 
+def widget_default(spec: ParamSpec, default: Any) -> Any:
+    """Return the value a hyperparameter's widget starts with (what the widget holds)."""
+    if spec.name == "random_state" and default is None:
+        default = APP_RANDOM_STATE
+    if spec.kind == "bool":
+        return bool(default)
+    if spec.kind == "choice":
+        choices = list(spec.choices or ())
+        return default if default in choices else choices[0]
+    if spec.kind == "int_list":
+        return "" if not default else ", ".join(str(int(v)) for v in default)
+    if default is None:
+        return ""
+    return int(default) if spec.kind == "int" else float(default)
+
+
 def param_widgets(
     info: DetectorInfo, *, key_prefix: str, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Render one widget per hyperparameter of ``info``; return raw widget values by name.
 
     Call inside an ``st.form``; turn the values into detector keyword arguments with
-    :func:`params_from_widgets` after the form is submitted.
+    :func:`params_from_widgets` after the form is submitted. ``overrides`` replace the
+    registry defaults (e.g. a base run's settings). Values survive a visit to another page.
     """
+    from ad_studio_ui.state import kept_widget
+
     overrides = overrides or {}
     values: dict[str, Any] = {}
     cols = st.columns(3)
     for i, spec in enumerate(info.params):
-        default = overrides.get(spec.name, spec.default)
-        if spec.name == "random_state" and default is None:
-            default = APP_RANDOM_STATE
-        key = f"{key_prefix}_{info.name}_{spec.name}"
+        default = widget_default(spec, overrides.get(spec.name, spec.default))
+        key = kept_widget(f"{key_prefix}_{info.name}_{spec.name}", default)
         label = spec.name.replace("_", " ")
         with cols[i % 3]:
             if spec.kind == "bool":
-                values[spec.name] = st.checkbox(label, value=bool(default), help=spec.help, key=key)
+                values[spec.name] = st.checkbox(label, help=spec.help, key=key)
             elif spec.kind == "choice":
-                choices = list(spec.choices or ())
                 values[spec.name] = st.selectbox(
-                    label,
-                    choices,
-                    index=choices.index(default) if default in choices else 0,
-                    help=spec.help,
-                    key=key,
+                    label, list(spec.choices or ()), help=spec.help, key=key
                 )
-            elif spec.kind == "int_list":
-                text = "" if not default else ", ".join(str(int(v)) for v in default)
+            elif isinstance(default, str):  # int lists and "automatic" (empty) numbers
                 values[spec.name] = st.text_input(
-                    label, value=text, placeholder="automatic", help=spec.help, key=key
-                )
-            elif default is None:
-                values[spec.name] = st.text_input(
-                    label, value="", placeholder="automatic", help=spec.help, key=key
+                    label, placeholder="automatic", help=spec.help, key=key
                 )
             elif spec.kind == "int":
                 values[spec.name] = st.number_input(
                     label,
                     min_value=None if spec.low is None else int(spec.low),
                     max_value=None if spec.high is None else int(spec.high),
-                    value=int(default),
                     step=1,
                     help=spec.help,
                     key=key,
@@ -93,7 +99,6 @@ def param_widgets(
                     label,
                     min_value=None if spec.low is None else float(spec.low),
                     max_value=None if spec.high is None else float(spec.high),
-                    value=float(default),
                     step=float(default) / 10 if spec.log and default else 0.01,
                     format="%g",
                     help=spec.help,
@@ -107,7 +112,10 @@ def params_from_widgets(info: DetectorInfo, values: dict[str, Any]) -> dict[str,
     params: dict[str, Any] = {}
     for spec in info.params:
         raw = values[spec.name]
-        if spec.kind == "int_list":
+        if spec.kind in ("choice", "bool"):
+            # A choice's values are strings too: they are taken as picked, never parsed.
+            params[spec.name] = raw
+        elif spec.kind == "int_list":
             parsed = _parse_int_list(str(raw), spec.name)
             params[spec.name] = None if parsed is None else list(parsed)
         elif isinstance(raw, str):

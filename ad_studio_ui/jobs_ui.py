@@ -35,7 +35,7 @@ def render_job(job: TrainingJob) -> None:
     if job.notice:
         st.info(job.notice)
     if job.running:
-        st.progress(job.progress(), text=f"{job.stage}...")
+        st.progress(job.progress(), text=job.progress_text())
         st.button(
             "Cancel",
             key=f"cancel_{job.run_id}",

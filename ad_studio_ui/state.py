@@ -172,3 +172,31 @@ def remember_annotator() -> None:
     name = str(st.session_state.get(ANNOTATOR) or "").strip()
     if name:
         get_workspace().set_setting("annotator", name)
+
+
+# --- widgets that keep their value while the user is on another page ------------------------
+
+_KEPT = "_kept."
+
+
+def kept_widget(key: str, default: Any) -> str:
+    """Prepare the widget ``key`` so that its value survives a visit to another page.
+
+    Streamlit forgets a widget's value when a run does not draw it (the user opened another
+    page). Call this before drawing the widget, without passing it a value: the value comes
+    from the session state, restored from a copy kept outside the widget (or ``default`` the
+    first time); :func:`keep_widget_values` refreshes the copies after the widgets are drawn.
+    """
+    ss = st.session_state
+    if key not in ss:
+        ss[key] = ss.get(_KEPT + key, default)
+    ss.setdefault("_kept_keys", set()).add(key)
+    return key
+
+
+def keep_widget_values() -> None:
+    """Copy the current value of every :func:`kept_widget` of this session aside."""
+    ss = st.session_state
+    for key in ss.get("_kept_keys", ()):
+        if key in ss:
+            ss[_KEPT + key] = ss[key]

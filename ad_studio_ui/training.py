@@ -4,8 +4,16 @@
 returned :class:`TrainingJob` from a fragment (progress, loss curve, Cancel). ``train_run``
 is the whole job as a plain function, usable without a thread (tests, benchmarks).
 
-Large data: more than ``MAX_TRAIN_ROWS`` rows trains on a seeded random sample (labelled rows
-always included) and every row is scored, in chunks.
+Which rows a run trains on and which it holds out for evaluation is its
+:class:`ad_core.runs.TrainingSetup`, recorded with the run; the role of every row is saved in
+the run folder (``row_roles.npy``). Large data: more than ``MAX_TRAIN_ROWS`` training rows
+trains on a seeded random sample (labelled rows always included) and every row is scored, in
+chunks. Training rows get the detector's own training scores (``decision_scores_``: kNN does
+not count a row as its own neighbour), so sampled and unsampled rows score alike, and the
+run's threshold is the detector's ``threshold_``: one threshold, from one place.
+
+Each job sizes its torch threads (:func:`ad_core.nn.threads.job_threads`) by the jobs running
+at once, re-checked every epoch, so two trainings do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class TrainingJob:
     finished: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    threads: int = 1  #: torch threads this job trains with
 
     @property
     def running(self) -> bool:
@@ -64,6 +73,20 @@ class TrainingJob:
         done_stages = len(stages) - 1
         within = min(1.0, int(last.get("epoch") or 0) / n_epochs)
         return min(1.0, (done_stages + within) / total_stages)
+
+    def progress_text(self, now: float | None = None) -> str:
+        """Return what the progress bar says: stage, epoch n/N and the time left (estimated)."""
+        text = self.stage
+        if self.events and self.stage == "training":
+            last = self.events[-1]
+            stage = str(last.get("stage", "train"))
+            text = f"{stage} epoch {int(last.get('epoch') or 0)}/{int(last.get('n_epochs') or 0)}"
+            done = self.progress()
+            elapsed = (now or time.time()) - self.started
+            if 0.02 <= done < 1.0 and elapsed > 1.0:
+                left = elapsed * (1.0 - done) / done
+                text += f" · about {_duration(left)} left"
+        return text
 
     def cancel(self) -> None:
         """Ask the training to stop at the end of the current epoch."""
@@ -86,13 +109,56 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def _sample_rows(n_rows: int, must_include: np.ndarray, seed: int) -> np.ndarray | None:
-    """Return sorted positions of a seeded sample of MAX_TRAIN_ROWS rows, or None (use all)."""
-    if n_rows <= MAX_TRAIN_ROWS:
-        return None
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def _sample_rows(candidates: np.ndarray, must_include: np.ndarray, seed: int) -> np.ndarray:
+    """Return sorted positions: ``candidates``, or a seeded sample of MAX_TRAIN_ROWS of them.
+
+    Rows in ``must_include`` (labelled rows among the candidates) are always kept.
+    """
+    if candidates.size <= MAX_TRAIN_ROWS:
+        return candidates
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(n_rows, size=MAX_TRAIN_ROWS, replace=False)
-    return np.union1d(chosen, must_include).astype(np.int64)
+    chosen = rng.choice(candidates, size=MAX_TRAIN_ROWS, replace=False)
+    return np.union1d(chosen, np.intersect1d(must_include, candidates)).astype(np.int64)
+
+
+def _step_flops(n_features: int, params: dict[str, Any]) -> float:
+    """Return the rough multiply-adds of one training step of a deep detector's network."""
+    from ad_core.nn import widths_for
+
+    hidden, rep = widths_for(max(1, n_features))
+    if params.get("hidden_dims"):
+        hidden = [int(h) for h in params["hidden_dims"]]
+    if params.get("rep_dim"):
+        rep = int(params["rep_dim"])
+    dims = [n_features, *hidden, rep]
+    weights = 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))  # enc + dec
+    return 3.0 * weights * float(params.get("batch_size") or 128)  # forward + backward
+
+
+def _metrics_on(
+    truth: np.ndarray | None, scores: np.ndarray, threshold: float, rows: np.ndarray
+) -> dict[str, Any] | None:
+    """Return AUROC, AUPRC and precision/recall/F1 on ``rows``, or None without both classes."""
+    from ad_core.metrics import summary
+
+    if truth is None or rows.size == 0:
+        return None
+    t = truth[rows]
+    if not ((t == 1).any() and (t == 0).any()):
+        return None
+    full = summary(t, scores[rows], threshold)
+    out: dict[str, Any] = {"n_rows": int(rows.size), "n_anomalies": int((t == 1).sum())}
+    for name in ("auroc", "auprc", "precision", "recall", "f1", "n_flagged"):
+        value = full[name]
+        out[name] = None if value != value else value  # NaN -> None for JSON
+    return out
 
 
 def train_run(
@@ -100,25 +166,28 @@ def train_run(
     run_id: int,
     *,
     labels: np.ndarray | None = None,
+    setup: Any = None,
     callback: Callable[[dict], Any] | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train, score and save the run ``run_id`` recorded by ``ws.create_run``.
 
-    ``labels`` (one per dataset row, -1/0/1) are passed to the detector as ``y``. On any
-    error the run is marked failed (cancelled for FitCancelled) and the error re-raised.
+    ``labels`` (one per dataset row, -1/0/1) are passed to the detector as ``y`` for its
+    training rows. ``setup``: the :class:`ad_core.runs.TrainingSetup` (which rows to train on,
+    the held-out share); default: the one recorded with the run, else all rows, none held
+    out. On any error the run is marked failed (cancelled for FitCancelled) and re-raised.
     """
     from ad_core import FitCancelled, make_detector
     from ad_core.data import Preprocessor, Schema, ground_truth, row_keys
     from ad_core.explain import feature_contributions, reference_stats, top_features
-    from ad_core.metrics import summary
-    from ad_core.thresholds import contamination_threshold
+    from ad_core.runs import ROLE_HELDOUT, ROLE_TRAIN, ROLE_UNUSED, TrainingSetup, row_roles
     from ad_studio_ui.workspace import (
         EXPLAIN_FILE,
         MODEL_DIR,
         PREPROCESSOR_FILE,
         REFERENCE_FILE,
+        ROW_ROLES_FILE,
         TRAIN_ROWS_FILE,
     )
 
@@ -134,23 +203,28 @@ def train_run(
         truth = ground_truth(frame, schema)
         params = dict(run.params or {})
         seed = int(params.get("random_state") or 0)
+        if setup is None:
+            setup = TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
+        ws.set_setting(setup_key(run_id), setup.to_dict())
+        roles = row_roles(len(frame), setup, labels=labels, truth=truth)
         labelled = (
             np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
         )
-        sample = _sample_rows(len(frame), labelled, seed)
-        train_frame = frame if sample is None else frame.iloc[sample]
-        if sample is not None and on_notice is not None:
+        candidates = np.flatnonzero(roles == ROLE_TRAIN)
+        sample = _sample_rows(candidates, labelled, seed)
+        sampled = sample.size < candidates.size
+        roles[np.setdiff1d(candidates, sample)] = ROLE_UNUSED
+        train_frame = frame.iloc[sample]
+        if sampled and on_notice is not None:
             on_notice(
-                f"The data has {len(frame):,} rows: the model trains on a random sample of "
-                f"{len(sample):,} rows (seed {seed}) and scores all rows."
+                f"{candidates.size:,} rows are chosen for training: the model trains on a "
+                f"random sample of {sample.size:,} of them (seed {seed}) and scores all rows."
             )
 
         stage("preprocessing")
         prep = Preprocessor(**(run.preprocessing or {}))
         X_train = prep.fit_transform(train_frame, schema)
-        y_train = None
-        if labels is not None:
-            y_train = labels if sample is None else labels[sample]
+        y_train = None if labels is None else labels[sample]
 
         stage("training")
         det = make_detector(run.detector, **params)
@@ -161,6 +235,10 @@ def train_run(
         for lo in range(0, len(frame), SCORE_CHUNK_ROWS):
             chunk = frame.iloc[lo : lo + SCORE_CHUNK_ROWS]
             scores[lo : lo + len(chunk)] = det.decision_function(prep.transform(chunk))
+        # Training rows keep the scores the detector gave them in training: for kNN a row is
+        # not its own neighbour there, so they compare with the rows it never saw.
+        scores[sample] = det.decision_scores_
+        threshold = float(det.threshold_)
 
         stage("saving")
         folder = ws.run_dir(run_id)
@@ -168,12 +246,10 @@ def train_run(
         prep.save(folder / PREPROCESSOR_FILE)
         reference = reference_stats(X_train)
         (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict()))
-        if sample is not None:
-            np.save(folder / TRAIN_ROWS_FILE, sample, allow_pickle=False)
+        np.save(folder / TRAIN_ROWS_FILE, sample, allow_pickle=False)
+        np.save(folder / ROW_ROLES_FILE, roles, allow_pickle=False)
         ws.save_scores(run_id, keys, scores)
 
-        contamination = float(params.get("contamination") or 0.1)
-        threshold = float(contamination_threshold(scores, contamination))
         top = np.argsort(-scores, kind="stable")[:EXPLAIN_TOP_ROWS]
         contrib = feature_contributions(det, prep.transform(frame.iloc[top]), reference=reference)
         explained = {
@@ -187,12 +263,16 @@ def train_run(
         }
         (folder / EXPLAIN_FILE).write_text(json.dumps(explained))
 
+        held = np.flatnonzero(roles == ROLE_HELDOUT)
         metrics: dict[str, Any] = {
             "threshold": threshold,
             "n_rows": int(len(frame)),
-            "n_train": int(len(train_frame)),
+            "n_train": int(sample.size),
+            "n_heldout": int(held.size),
+            "train_on": setup.train_on,
+            "holdout": setup.holdout,
             "n_features": int(X_train.shape[1]),
-            "sampled": sample is not None,
+            "sampled": bool(sampled),
         }
         if labels is not None:
             metrics["n_labels"] = int(labelled.size)
@@ -200,11 +280,18 @@ def train_run(
         parent = ws.get_setting(f"run_parent.{run_id}")
         if parent is not None:
             metrics["parent_run"] = parent
-        if truth is not None and (truth == 1).any() and (truth == 0).any():
-            full = summary(truth, scores, threshold)
-            for name in ("auroc", "auprc", "precision", "recall", "f1", "n_flagged"):
-                value = full[name]
-                metrics[name] = None if value != value else value  # NaN -> None for JSON
+        # The headline figures are on the held-out rows when there are some (the rows the
+        # model never saw), else on every row; "evaluated_on" says which.
+        unlabelled = np.ones(len(frame), dtype=bool) if labels is None else labels == -1
+        eval_rows = held[unlabelled[held]] if held.size else np.arange(len(frame))
+        headline = _metrics_on(truth, scores, threshold, eval_rows)
+        if headline is not None:
+            metrics.update({k: v for k, v in headline.items() if k not in ("n_rows",)})
+            metrics["evaluated_on"] = "held-out rows" if held.size else "all rows"
+            metrics["n_evaluated"] = int(eval_rows.size)
+        on_train = _metrics_on(truth, scores, threshold, sample)
+        if on_train is not None and held.size:
+            metrics["train_auroc"] = on_train["auroc"]
         ws.finish_run(
             run_id,
             metrics,
@@ -231,6 +318,18 @@ def train_run(
         raise
 
 
+def setup_key(run_id: int) -> str:
+    """Return the settings key of a run's training set-up (``TrainingSetup.to_dict``)."""
+    return f"run_setup.{int(run_id)}"
+
+
+def run_setup(ws: Workspace, run_id: int) -> Any:
+    """Return the :class:`ad_core.runs.TrainingSetup` a run was trained with."""
+    from ad_core.runs import TrainingSetup
+
+    return TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
+
+
 def start_training(
     ws: Workspace,
     dataset_id: str,
@@ -239,17 +338,36 @@ def start_training(
     preprocessing: dict[str, Any],
     *,
     labels: np.ndarray | None = None,
+    setup: Any = None,
     parent_run: int | None = None,
 ) -> TrainingJob:
     """Record a run and train it in a background thread; return the job to poll."""
+    from ad_core.nn.threads import job_threads
+    from ad_core.runs import TrainingSetup
+
+    setup = setup or TrainingSetup()
     run_id = ws.create_run(dataset_id, detector, params, dict(preprocessing))
+    ws.set_setting(setup_key(run_id), setup.to_dict())
     if parent_run is not None:
         ws.set_setting(f"run_parent.{run_id}", int(parent_run))
     job = TrainingJob(run_id=run_id, dataset_id=dataset_id, detector=detector)
     home = str(ws.home)
+    from ad_core.data import Schema
+
+    n_features = len(Schema.from_dict(ws.get_dataset(dataset_id).schema).feature_columns)
+    flops = _step_flops(max(1, n_features), params)
+
+    def size_threads() -> None:
+        import torch
+
+        with _JOBS_LOCK:
+            n_running = sum(1 for j in _JOBS.values() if j.running)
+        job.threads = job_threads(max(1, n_running), step_flops=flops)
+        torch.set_num_threads(job.threads)  # this thread's own count (OpenMP builds)
 
     def callback(event: dict) -> bool:
         job.events.append(dict(event))
+        size_threads()  # a job started or finished since: re-divide the cores
         return not job.cancel_requested.is_set()
 
     def set_stage(stage: str) -> None:
@@ -262,10 +380,12 @@ def start_training(
         from ad_core import FitCancelled
 
         try:
+            size_threads()
             train_run(
                 ws,
                 run_id,
                 labels=labels,
+                setup=setup,
                 callback=callback,
                 on_stage=set_stage,
                 on_notice=set_notice,

@@ -12,6 +12,7 @@ Run folder layout (``ws.run_dir(run_id)``), written by ``ad_studio_ui.training``
     scores.parquet      one score per row key (ws.save_scores)
     reference.json      mean/std of the training rows (for ad_core.explain's z-scores)
     train_rows.npy      positions of the rows the model was trained on
+    row_roles.npy       int8 per dataset row: ROLE_TRAIN, ROLE_HELDOUT or ROLE_UNUSED
     explain_top.json    feature contributions of the highest-scoring rows
     map_<method>.npy    2-D maps of the latent codes (PCA, UMAP), computed on request
 """
@@ -32,6 +33,7 @@ import pandas as pd
 import streamlit as st
 
 from ad_core.data import Schema, ground_truth, row_keys
+from ad_core.runs import ROLE_HELDOUT, ROLE_NAMES, ROLE_TRAIN, ROLE_UNUSED  # noqa: F401
 from ad_core.store import RunRecord, Workspace
 
 MODEL_DIR = "model"
@@ -39,6 +41,7 @@ PREPROCESSOR_FILE = "preprocessor.json"
 REFERENCE_FILE = "reference.json"
 TRAIN_ROWS_FILE = "train_rows.npy"
 EXPLAIN_FILE = "explain_top.json"
+ROW_ROLES_FILE = "row_roles.npy"
 _SEQUENCE_NAME = re.compile(r"^(.*?)(\d+)$")
 
 
@@ -251,6 +254,23 @@ def run_train_rows(run: RunRecord, n_rows: int, *, ws: Workspace | None = None) 
     if path.exists():
         return np.load(path, allow_pickle=False)
     return np.arange(n_rows)
+
+
+def run_row_roles(run: RunRecord, n_rows: int, *, ws: Workspace | None = None) -> np.ndarray:
+    """Return per dataset row what it was to the run: ROLE_TRAIN, ROLE_HELDOUT or ROLE_UNUSED.
+
+    Runs saved before the evaluation split existed have no roles file: their rows are training
+    rows where ``train_rows.npy`` says so (all rows when it is absent) and unused otherwise.
+    """
+    folder = (ws or get_workspace()).run_dir(run.id)
+    path = folder / ROW_ROLES_FILE
+    if path.exists():
+        roles = np.load(path, allow_pickle=False).astype(np.int8)
+        if roles.size == n_rows:
+            return roles
+    roles = np.full(n_rows, ROLE_UNUSED, dtype=np.int8)
+    roles[run_train_rows(run, n_rows, ws=ws)] = ROLE_TRAIN
+    return roles
 
 
 def run_title(run: RunRecord) -> str:

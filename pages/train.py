@@ -3,8 +3,9 @@
 import streamlit as st
 
 from ad_core import get_detector_info, list_detectors
+from ad_core.runs import DEFAULT_HOLDOUT, TRAIN_ON, TrainingSetup
 from ad_studio_ui import state
-from ad_studio_ui.forms import param_widgets, params_from_widgets
+from ad_studio_ui.forms import APP_RANDOM_STATE, param_widgets, params_from_widgets
 from ad_studio_ui.frame import inside_app, page_link, require_dataset
 from ad_studio_ui.jobs_ui import show_job
 from ad_studio_ui.training import MAX_TRAIN_ROWS, get_job, start_training
@@ -40,9 +41,8 @@ names = list(detectors)
 name = st.selectbox(
     "Detector",
     names,
-    index=names.index("autoencoder") if "autoencoder" in names else 0,
     format_func=lambda n: detectors[n].title,
-    key="train_detector",
+    key=state.kept_widget("train_detector", "autoencoder" if "autoencoder" in names else names[0]),
 )
 info = get_detector_info(name)
 st.markdown(info.description)
@@ -62,7 +62,33 @@ if view.n_rows > MAX_TRAIN_ROWS:
         "every row."
     )
 
+truth = view.truth
+has_truth = truth is not None and bool((truth == 1).any() and (truth == 0).any())
+if has_truth:
+    share = float((truth == 1).sum() / max(1, (truth != -1).sum()))
+    if share > 0.2:
+        st.warning(
+            f"By the ground truth, {share:.0%} of the rows are anomalies. A detector trained on "
+            "all rows learns to rebuild them too, and may then rank them no higher than normal "
+            "rows. To see what it can do when it knows normal data, train on **rows whose "
+            "ground truth is normal** and judge it on held-out rows (below).",
+            icon=":material/info:",
+        )
+
+# The training-set choices this dataset can use, with why the others are missing.
+train_on_options = ["all"]
+if (labels == 1).any():
+    train_on_options.append("not_anomalous")
+if (labels == 0).any():
+    train_on_options.append("labelled_normal")
+if has_truth:
+    train_on_options.append("truth_normal")
+
 job = get_job(st.session_state.get(state.TRAINING))
+if job is not None and job.dataset_id != view.dataset_id:
+    if job.running:
+        st.info(f"Run #{job.run_id} of another dataset is still training.")
+    job = None  # this page shows the runs of the dataset it is on
 busy = job is not None and job.running
 
 with st.form("train_form"):
@@ -72,15 +98,44 @@ with st.form("train_form"):
     if info.uses_labels != "no":
         use_labels = st.checkbox(
             f"Train with my labels ({n_labelled:,} labelled rows)",
-            value=n_labelled > 0,
-            key=f"train_use_labels_{name}",
+            key=state.kept_widget(f"train_use_labels_{name}", n_labelled > 0),
         )
+    st.markdown("**Training rows and evaluation**")
+    t1, t2 = st.columns([2, 1])
+    state.kept_widget("train_on", "all")
+    if st.session_state["train_on"] not in train_on_options:  # e.g. the labels were cleared
+        st.session_state["train_on"] = "all"
+    train_on = t1.radio(
+        "Train on",
+        train_on_options,
+        format_func=TRAIN_ON.get,
+        key="train_on",
+        help="Which rows the model learns from; every row is scored. Rows labelled as "
+        "anomalies, or whose ground truth is anomalous, can be kept out so that the model "
+        "learns what normal looks like (the novelty set-up)."
+        + ("" if has_truth else " The ground-truth choice needs a ground-truth column."),
+    )
+    holdout_on = t2.checkbox(
+        "Hold out rows for evaluation",
+        key=state.kept_widget("train_holdout_on", has_truth),
+        help="A seeded, stratified share of the rows that the model never sees; the Scores "
+        "page reports its figures on them. Rows you labelled are never held out.",
+    )
+    holdout = t2.number_input(
+        "Held-out share",
+        min_value=0.05,
+        max_value=0.9,
+        step=0.05,
+        format="%.2f",
+        key=state.kept_widget("train_holdout", DEFAULT_HOLDOUT),
+    )
     st.caption(
         "Preprocessing: "
         + ", ".join(f"{k.replace('_', ' ')} = {v}" for k, v in prep.items())
         + " (change it on the Data page)."
     )
     submitted = st.form_submit_button("Train", type="primary", disabled=busy)
+state.keep_widget_values()
 
 if submitted and not busy:
     try:
@@ -88,18 +143,27 @@ if submitted and not busy:
     except ValueError as exc:
         st.error(str(exc))
     else:
+        setup = TrainingSetup(
+            train_on=train_on,
+            holdout=float(holdout) if holdout_on else 0.0,
+            # One split seed for every run, so runs of one dataset are judged on the same rows.
+            seed=APP_RANDOM_STATE,
+        )
+        needs_labels = use_labels or train_on in ("not_anomalous", "labelled_normal")
         job = start_training(
             ws,
             view.dataset_id,
             name,
             params,
             prep,
-            labels=labels if use_labels else None,
+            labels=labels if needs_labels else None,
+            setup=setup,
         )
         st.session_state[state.TRAINING] = job.run_id
         busy = True
 
 
-job = show_job(st.session_state.get(state.TRAINING))
+if job is not None:
+    job = show_job(job.run_id)
 if job is not None and job.status == "done":
     page_link("scores", "See the scores")

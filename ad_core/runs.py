@@ -1,0 +1,152 @@
+"""What a run trains on and what it is judged on: the training-set choice and the held-out split.
+
+A run sees three kinds of rows, recorded per row as its *role*:
+
+- ``ROLE_TRAIN``: the detector was fitted on it;
+- ``ROLE_HELDOUT``: held out for evaluation; the detector never saw it;
+- ``ROLE_UNUSED``: neither: left out by the training-set choice (e.g. rows labelled anomalous
+  when training on "all rows except those labelled anomalous") or by sampling a large table.
+
+Every row is scored either way; the roles say which figures are honest. An autoencoder
+trained on a table where 40 % of the rows are anomalies learns the anomalies too (the ECG5000
+sample: AUROC below chance), while the same network trained on normal rows only ranks almost
+perfectly: :data:`TRAIN_ON` lets a user choose the set-up that matches what they know.
+
+    roles = row_roles(len(frame), TrainingSetup("truth_normal", holdout=0.3), truth=truth)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ad_core.data.errors import DataError
+
+ROLE_TRAIN = 0
+ROLE_HELDOUT = 1
+ROLE_UNUSED = 2
+ROLE_NAMES = {ROLE_TRAIN: "training", ROLE_HELDOUT: "held-out", ROLE_UNUSED: "left out"}
+
+#: the training-set choices, in the order the Train page offers them
+TRAIN_ON = {
+    "all": "All rows",
+    "not_anomalous": "All rows except those labelled anomalous",
+    "labelled_normal": "Only rows labelled normal",
+    "truth_normal": "Rows whose ground truth is normal (novelty set-up)",
+}
+#: the held-out share the app proposes when ground truth exists
+DEFAULT_HOLDOUT = 0.3
+MIN_TRAIN_ROWS = 2
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Which rows a run trains on and which it holds out (``holdout``: share of rows, 0..0.9)."""
+
+    train_on: str = "all"
+    holdout: float = 0.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the set-up as plain JSON values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainingSetup:
+        """Return the set-up stored by :meth:`to_dict` (defaults for missing keys)."""
+        data = dict(data or {})
+        return cls(
+            train_on=str(data.get("train_on", "all")),
+            holdout=float(data.get("holdout", 0.0) or 0.0),
+            seed=int(data.get("seed", 0) or 0),
+        )
+
+    def differences(self, other: TrainingSetup) -> dict[str, tuple[Any, Any]]:
+        """Return ``{field: (self's value, other's value)}`` for the fields that differ."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+def holdout_rows(
+    n_rows: int, fraction: float, seed: int = 0, truth: np.ndarray | None = None
+) -> np.ndarray:
+    """Return the sorted positions of a seeded held-out share of ``n_rows`` rows.
+
+    With ``truth`` (0 normal, 1 anomaly, -1 unknown) the split is stratified: each class gives
+    the same share, so the held-out rows have the data's anomaly rate. The split depends only
+    on the row count, the ground truth, the share and the seed, never on the labels an expert
+    gives, so runs trained before and after labelling are judged on the same rows.
+    """
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"The held-out share must be between 0 and 1; got {fraction}.")
+    if fraction == 0.0 or n_rows < 2:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    strata = np.zeros(n_rows, dtype=np.int64) if truth is None else np.asarray(truth)
+    chosen = []
+    for value in np.unique(strata):
+        members = np.flatnonzero(strata == value)
+        k = int(round(fraction * members.size))
+        if k:
+            chosen.append(rng.choice(members, size=k, replace=False))
+    if not chosen:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def row_roles(
+    n_rows: int,
+    setup: TrainingSetup,
+    *,
+    labels: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the role of every row (int8: ROLE_TRAIN, ROLE_HELDOUT, ROLE_UNUSED) for ``setup``.
+
+    ``labels``: the expert's labels (-1 / 0 / 1) the run trains with, or None. Labelled rows
+    are never held out: a label is given to be learnt from. ``truth``: the ground truth
+    (0 / 1 / -1 unknown), or None. Raises DataError, in words for the user, when the choice
+    leaves fewer than two rows to train on or needs what the data does not have.
+    """
+    if setup.train_on not in TRAIN_ON:
+        raise ValueError(
+            f"Unknown training set {setup.train_on!r}; choose one of {', '.join(TRAIN_ON)}."
+        )
+    labels = None if labels is None else np.asarray(labels)
+    has_truth = truth is not None and ((truth == 0).any() or (truth == 1).any())
+    if setup.train_on == "truth_normal" and not has_truth:
+        raise DataError(
+            "Training on the rows whose ground truth is normal needs a ground-truth column. "
+            "Set a column's role to 'ground-truth label' on the Data page, or train on all rows."
+        )
+    if setup.train_on == "labelled_normal" and (labels is None or not (labels == 0).any()):
+        raise DataError(
+            "Training on the rows labelled normal needs some: label rows as normal on the "
+            "Label or Latent space page first, or train on all rows."
+        )
+    roles = np.full(n_rows, ROLE_TRAIN, dtype=np.int8)
+    held = holdout_rows(n_rows, setup.holdout, setup.seed, truth if has_truth else None)
+    if labels is not None and held.size:
+        held = held[labels[held] == -1]
+    roles[held] = ROLE_HELDOUT
+    candidate = roles == ROLE_TRAIN
+    if setup.train_on == "not_anomalous" and labels is not None:
+        keep = labels != 1
+    elif setup.train_on == "labelled_normal":
+        keep = labels == 0
+    elif setup.train_on == "truth_normal":
+        keep = np.asarray(truth) == 0
+    else:
+        keep = np.ones(n_rows, dtype=bool)
+    roles[candidate & ~keep] = ROLE_UNUSED
+    n_train = int((roles == ROLE_TRAIN).sum())
+    if n_train < MIN_TRAIN_ROWS:
+        raise DataError(
+            f"'{TRAIN_ON[setup.train_on]}' leaves {n_train} row(s) to train on"
+            + (f" after holding out {held.size:,} for evaluation" if held.size else "")
+            + ". Choose a larger training set or a smaller held-out share."
+        )
+    return roles

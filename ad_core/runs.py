@@ -103,11 +103,14 @@ def row_roles(
     *,
     labels: np.ndarray | None = None,
     truth: np.ndarray | None = None,
+    learn_labels: bool = False,
 ) -> np.ndarray:
     """Return the role of every row (int8: ROLE_TRAIN, ROLE_HELDOUT, ROLE_UNUSED) for ``setup``.
 
     ``labels``: the expert's labels (-1 / 0 / 1) the run trains with, or None. Labelled rows
-    are never held out: a label is given to be learnt from. ``truth``: the ground truth
+    are never held out: a label is given to be learnt from. ``learn_labels``: the detector
+    learns from labels (Deep SAD), so every labelled row is a training row whatever the
+    choice; the choice then picks among the unlabelled rows. ``truth``: the ground truth
     (0 / 1 / -1 unknown), or None. Raises DataError, in words for the user, when the choice
     leaves fewer than two rows to train on or needs what the data does not have.
     """
@@ -141,6 +144,8 @@ def row_roles(
         keep = np.asarray(truth) == 0
     else:
         keep = np.ones(n_rows, dtype=bool)
+    if learn_labels and labels is not None:
+        keep = keep | (labels != -1)
     roles[candidate & ~keep] = ROLE_UNUSED
     n_train = int((roles == ROLE_TRAIN).sum())
     if n_train < MIN_TRAIN_ROWS:
@@ -150,3 +155,56 @@ def row_roles(
             + ". Choose a larger training set or a smaller held-out share."
         )
     return roles
+
+
+def run_settings(
+    detector: str,
+    params: dict[str, Any] | None,
+    preprocessing: dict[str, Any] | None = None,
+    setup: TrainingSetup | None = None,
+) -> dict[str, Any]:
+    """Return every setting of a run with the defaults filled in, as ``{name: value}``.
+
+    Names: ``detector``, the detector's parameters (its constructor defaults where the run
+    did not set them), ``training.<field>`` and ``preprocessing.<name>``. Two runs of
+    different detectors compare on the same names; a setting one detector lacks is absent.
+    """
+    from ad_core.detectors import get_detector_class
+
+    out: dict[str, Any] = {"detector": detector}
+    try:
+        defaults = get_detector_class(detector)().get_params(deep=False)
+    except ValueError:  # a detector this version no longer has
+        defaults = {}
+    merged = {**defaults, **(params or {})}
+    for name, value in merged.items():
+        out[name] = list(value) if isinstance(value, tuple) else value
+    for name, value in (setup or TrainingSetup()).to_dict().items():
+        out[f"training.{name}"] = value
+    for name, value in (preprocessing or {}).items():
+        out[f"preprocessing.{name}"] = value
+    return out
+
+
+def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Return ``{name: (a's value, b's value)}`` for settings that differ or only one run has.
+
+    The compute device is not a difference in what was trained.
+    """
+    skip = {"device"}
+    names = [n for n in dict.fromkeys([*a, *b]) if n not in skip]
+    return {n: (a.get(n), b.get(n)) for n in names if a.get(n) != b.get(n)}
+
+
+def comparison_rows(roles: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Return the rows on which a before/after comparison of two runs is fair, and their name.
+
+    The unlabelled held-out rows of the new run when it has some (neither run trained on
+    them), else every unlabelled row. Labelled rows never count: the retrain was told their
+    answer, so including them would credit the labels with what they were given.
+    """
+    unlabelled = np.asarray(labels) == -1
+    held = np.flatnonzero((np.asarray(roles) == ROLE_HELDOUT) & unlabelled)
+    if held.size:
+        return held, "unlabelled held-out rows (neither run trained on them)"
+    return np.flatnonzero(unlabelled), "unlabelled rows"

@@ -25,6 +25,17 @@ def run_status(run: RunRecord) -> str:
     return run.status
 
 
+def _trained_on(metrics: dict[str, Any]) -> str | None:
+    from ad_core.runs import TRAIN_ON
+
+    if "train_on" not in metrics:
+        return None
+    text = TRAIN_ON.get(metrics["train_on"], metrics["train_on"]).lower()
+    if metrics.get("n_heldout"):
+        text += f", {metrics['n_heldout']:,} held out"
+    return text
+
+
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """Return one row per run: id, detector, status, time, metrics and settings."""
     rows = []
@@ -40,6 +51,7 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
         for name in METRIC_COLUMNS:
             row[name] = metrics.get(name)
         row["retrained from"] = metrics.get("parent_run")
+        row["trained on"] = _trained_on(metrics)
         row["settings"] = json.dumps(run.params or {}, sort_keys=True)
         if metrics.get("error"):
             row["settings"] = f"{metrics['error']} | {row['settings']}"
@@ -48,23 +60,30 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
 
 
 def settings_diff(a: RunRecord, b: RunRecord) -> pd.DataFrame:
-    """Return the settings of two runs side by side, differing ones first."""
-    keys = sorted(set(a.params or {}) | set(b.params or {}))
-    keys += [
-        f"preprocessing.{k}"
-        for k in sorted(set(a.preprocessing or {}) | set(b.preprocessing or {}))
-    ]
+    """Return every setting of two runs side by side (defaults filled in), differing first.
 
-    def value(run: RunRecord, key: str) -> str:
-        if key.startswith("preprocessing."):
-            return json.dumps((run.preprocessing or {}).get(key.split(".", 1)[1]))
-        return json.dumps((run.params or {}).get(key))
+    A setting only one run's detector has reads "(not a setting of <detector>)", never null.
+    """
+    from ad_core.runs import run_settings
+    from ad_studio_ui.training import run_setup
+    from ad_studio_ui.workspace import get_workspace
+
+    ws = get_workspace()
+    sa, sb = (
+        run_settings(r.detector, r.params, r.preprocessing, run_setup(ws, r.id)) for r in (a, b)
+    )
+    keys = list(dict.fromkeys([*sa, *sb]))
+
+    def value(settings: dict, run: RunRecord, key: str) -> str:
+        if key not in settings:
+            return f"(not a setting of {run.detector})"
+        return json.dumps(settings[key])
 
     table = pd.DataFrame(
         {
             "setting": keys,
-            f"#{a.id}": [value(a, k) for k in keys],
-            f"#{b.id}": [value(b, k) for k in keys],
+            f"#{a.id}": [value(sa, a, k) for k in keys],
+            f"#{b.id}": [value(sb, b, k) for k in keys],
         }
     )
     table["differs"] = table[f"#{a.id}"] != table[f"#{b.id}"]

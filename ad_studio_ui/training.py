@@ -206,7 +206,10 @@ def train_run(
         if setup is None:
             setup = TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
         ws.set_setting(setup_key(run_id), setup.to_dict())
-        roles = row_roles(len(frame), setup, labels=labels, truth=truth)
+        from ad_core import get_detector_info
+
+        learns = get_detector_info(run.detector).uses_labels != "no" and labels is not None
+        roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
         labelled = (
             np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
         )

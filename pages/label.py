@@ -11,16 +11,29 @@ from ad_core.plots import (
     score_comparison_figure,
     sequence_figure,
 )
+from ad_core.runs import TRAIN_ON, comparison_rows, run_settings, setting_differences
 from ad_core.thresholds import flag
 from ad_studio_ui import state
-from ad_studio_ui.forms import APP_RANDOM_STATE
+from ad_studio_ui.forms import param_widgets, params_from_widgets
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset, require_run
 from ad_studio_ui.jobs_ui import show_job
 from ad_studio_ui.labels import label_rows, undo_last
 from ad_studio_ui.maps import queue_key
 from ad_studio_ui.review import QUEUE_MODES, next_in_queue, percentiles, typical_ranges
-from ad_studio_ui.training import get_job, start_training
-from ad_studio_ui.workspace import get_workspace, label_array, run_order, run_scores, run_title
+from ad_studio_ui.training import get_job, run_setup, start_training
+from ad_studio_ui.workspace import (
+    get_workspace,
+    label_array,
+    run_order,
+    run_row_roles,
+    run_scores,
+    run_title,
+)
+
+
+def _shown(value) -> str:
+    return "(not a setting)" if value is None else str(value)
+
 
 inside_app()
 ws = get_workspace()
@@ -164,48 +177,53 @@ st.divider()
 st.subheader("Retrain with labels (Deep SAD)")
 sad = get_detector_info("deep_sad")
 st.caption(sad.description)
+base_setup = run_setup(ws, run.id)
+# Start from the base run's settings: all of them when it is a Deep SAD run, else every
+# setting Deep SAD shares with it (epochs, widths, seed, contamination, ...).
+sad_names = {p.name for p in sad.params}
+base_params = {k: v for k, v in (run.params or {}).items() if k in sad_names}
 job = get_job(st.session_state.get(state.TRAINING))
 busy = job is not None and job.running
 with st.form("retrain_form"):
-    f = st.columns(3)
-    pretrain_epochs = f[0].number_input("pretrain epochs", 0, 1000, 20, key="retrain_pretrain")
-    epochs = f[1].number_input("epochs", 1, 1000, 50, key="retrain_epochs")
-    eta = f[2].number_input(
-        "eta (weight of the labelled rows)",
-        0.01,
-        100.0,
-        10.0,
-        key="retrain_eta",
-        format="%g",
-        help="How much a labelled row counts against an unlabelled one. The paper's 1.0 suits "
-        "many labels; with a handful of labels a larger eta lets them move the model.",
+    st.markdown(
+        f"Settings start from run #{run.id}'s"
+        + ("" if run.detector == "deep_sad" else " where Deep SAD has them")
+        + f"; it trains on the same rows ({TRAIN_ON[base_setup.train_on].lower()}"
+        + (
+            f", {base_setup.holdout:.0%} held out for evaluation"
+            if base_setup.holdout
+            else ", none held out"
+        )
+        + ") plus every labelled row."
     )
+    values = param_widgets(sad, key_prefix=f"retrain{run.id}", overrides=base_params)
     submitted = st.form_submit_button(
         f"Retrain with {n_anomaly + n_normal:,} labels",
         type="primary",
         disabled=busy or (n_anomaly + n_normal) == 0,
     )
+state.keep_widget_values()
 if (n_anomaly + n_normal) == 0:
     st.caption("Label some rows first (here or on the Latent space page).")
 if submitted and not busy:
-    params = {
-        "pretrain_epochs": int(pretrain_epochs),
-        "epochs": int(epochs),
-        "eta": float(eta),
-        "random_state": APP_RANDOM_STATE,
-        "contamination": float((run.params or {}).get("contamination") or 0.1),
-    }
-    job = start_training(
-        ws,
-        view.dataset_id,
-        "deep_sad",
-        params,
-        run.preprocessing or state.preprocessing_choices(view.dataset_id),
-        labels=labels,
-        parent_run=run.id,
-    )
-    st.session_state[state.TRAINING] = job.run_id
-show_job(st.session_state.get(state.TRAINING))
+    try:
+        params = params_from_widgets(sad, values)
+    except ValueError as exc:
+        st.error(str(exc))
+    else:
+        job = start_training(
+            ws,
+            view.dataset_id,
+            "deep_sad",
+            params,
+            run.preprocessing or state.preprocessing_choices(view.dataset_id),
+            labels=labels,
+            setup=base_setup,
+            parent_run=run.id,
+        )
+        st.session_state[state.TRAINING] = job.run_id
+if job is not None and job.dataset_id == view.dataset_id:
+    show_job(job.run_id)
 
 # --- before / after -----------------------------------------------------------------------
 parent_id = (run.metrics or {}).get("parent_run")
@@ -223,16 +241,35 @@ except (KeyError, FileNotFoundError):
     st.stop()
 
 st.subheader(f"Before (#{before_run.id}) and after (#{run.id})")
+differs = setting_differences(
+    run_settings(
+        before_run.detector,
+        before_run.params,
+        before_run.preprocessing,
+        run_setup(ws, before_run.id),
+    ),
+    run_settings(run.detector, run.params, run.preprocessing, run_setup(ws, run.id)),
+)
+if differs:
+    st.markdown(
+        "**What differs besides the labels:** "
+        + "; ".join(
+            f"{name.replace('_', ' ')} {_shown(a)} → {_shown(b)}"
+            for name, (a, b) in differs.items()
+        )
+    )
+else:
+    st.markdown("**Same settings as before**: only the labels differ.")
 st.plotly_chart(
     score_comparison_figure(before, scores, names=(f"#{before_run.id} before", f"#{run.id} after")),
     key="before_after_hist",
 )
 labelled = np.flatnonzero(labels != -1)
+m = st.columns(3)
 if labelled.size:
     p_before = percentiles(before, labelled)
     p_after = percentiles(scores, labelled)
     lab = labels[labelled]
-    m = st.columns(3)
     for col, value, name in ((m[0], 1, "labelled anomalies"), (m[1], 0, "labelled normal rows")):
         mask = lab == value
         if mask.any():
@@ -242,12 +279,19 @@ if labelled.size:
                 delta=f"{p_after[mask].mean() - p_before[mask].mean():+.1f}",
                 delta_color="normal" if value == 1 else "inverse",
             )
-    if view.truth is not None:
+if view.truth is not None:
+    rows, where = comparison_rows(run_row_roles(run, view.n_rows), labels)
+    a_before, a_after = auroc(view.truth[rows], before[rows]), auroc(view.truth[rows], scores[rows])
+    if a_before == a_before and a_after == a_after:  # both classes among the rows
         m[2].metric(
             "AUROC on ground truth",
-            f"{auroc(view.truth, scores):.3f}",
-            delta=f"{auroc(view.truth, scores) - auroc(view.truth, before):+.3f}",
+            f"{a_after:.3f}",
+            delta=f"{a_after - a_before:+.3f}",
+            help=f"On {rows.size:,} {where}: the labelled rows are left out, so the figure "
+            "shows what the labels taught about the other rows.",
         )
+        st.caption(f"AUROC before and after on the same {rows.size:,} {where}.")
+if labelled.size:
     shown = labelled[:60]
     st.plotly_chart(
         rank_shift_figure(

@@ -134,15 +134,22 @@ for col, run in ((left, a), (right, b)):
     metrics = run.metrics or {}
     with col:
         st.markdown(f"**{titles[run.id]}**")
+        values = [
+            metrics.get("auroc"),
+            metrics.get("auprc"),
+            metrics.get("f1"),
+            metrics.get("n_flagged"),
+            f"{metrics['n_evaluated']:,} {metrics.get('evaluated_on', 'rows')}"
+            if metrics.get("n_evaluated")
+            else None,
+            None if run.fit_seconds is None else round(run.fit_seconds, 1),
+        ]
         st.dataframe(
             {
-                "metric": ["AUROC", "AUPRC", "F1", "flagged", "fit seconds"],
+                "metric": ["AUROC", "AUPRC", "F1", "flagged", "figures on", "fit seconds"],
                 "value": [
-                    metrics.get("auroc"),
-                    metrics.get("auprc"),
-                    metrics.get("f1"),
-                    metrics.get("n_flagged"),
-                    None if run.fit_seconds is None else round(run.fit_seconds, 1),
+                    None if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+                    for v in values
                 ],
             },
             hide_index=True,

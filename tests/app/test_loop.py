@@ -72,9 +72,11 @@ def test_labels_raise_anomalies_and_lower_normals_after_deep_sad(app):
     # 5. retrain Deep SAD with the labels from the Label & retrain page
     at = open_page(at, "label")
     assert not problems(at), problems(at)
-    at.number_input(key="retrain_pretrain").set_value(5)
-    at.number_input(key="retrain_epochs").set_value(20)
-    at.number_input(key="retrain_eta").set_value(20.0)
+    # the form starts from the base run's settings (its 3 epochs), each changeable
+    assert at.number_input(key=f"retrain{ae_run}_deep_sad_epochs").value == 3
+    at.number_input(key=f"retrain{ae_run}_deep_sad_pretrain_epochs").set_value(5)
+    at.number_input(key=f"retrain{ae_run}_deep_sad_epochs").set_value(20)
+    at.number_input(key=f"retrain{ae_run}_deep_sad_eta").set_value(20.0)
     at.get("form_submit_button")[0].click().run()
     assert not problems(at), problems(at)
     sad_run = at.session_state["training_run_id"]
@@ -86,6 +88,16 @@ def test_labels_raise_anomalies_and_lower_normals_after_deep_sad(app):
     assert ws.get_run(sad_run).detector == "deep_sad"
     assert ws.get_run(sad_run).metrics["parent_run"] == ae_run
     assert any("Mean percentile of labelled anomalies" in m.label for m in at.metric)
+    # the before/after names what differs besides the labels
+    differs = next(m.value for m in at.markdown if "What differs besides the labels" in m.value)
+    assert "detector autoencoder → deep_sad" in differs and "epochs 3 → 20" in differs
+    # its AUROC leaves the labelled rows out
+    shown = next(m for m in at.metric if m.label == "AUROC on ground truth")
+    unlabelled = np.flatnonzero(np.isin(np.arange(truth.size), anomalies + normals, invert=True))
+    from ad_core.metrics import auroc
+
+    expected = auroc(truth[unlabelled], _scores(ws, sad_run)[unlabelled])
+    assert shown.value == f"{expected:.3f}"
 
     # 6. relative to the rest, labelled anomalies rank higher and labelled normals lower
     sad_scores = _scores(ws, sad_run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ad_core import load_detector
@@ -94,3 +95,37 @@ def test_zscore_contributions_name_the_feature_that_is_off():
     assert first[0] == "c" and first[1] > 0.9 and first[2] > 0
     with pytest.raises(ValueError, match="reference"):
         feature_contributions(None, row)
+
+
+@pytest.mark.parametrize(
+    ("detector", "params"),
+    [
+        ("knn", {"n_neighbors": 5}),
+        ("knn", {"n_neighbors": 1}),
+        ("isolation_forest", {"random_state": 0}),
+        ("autoencoder", {"epochs": 20, "random_state": 0}),
+    ],
+)
+def test_rows_in_the_training_sample_score_like_the_rest(monkeypatch, detector, params):
+    """On i.i.d. rows, a model trained on a sample scores sampled and unsampled rows alike."""
+    from scipy.stats import ks_2samp
+
+    from ad_core.data import infer_schema
+
+    monkeypatch.setattr(training, "MAX_TRAIN_ROWS", 1000)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(3000, 6)), columns=[f"x{i}" for i in range(6)])
+    ws = Workspace()
+    dataset_id = ws.add_dataset("iid", frame, infer_schema(frame).to_dict())
+    run_id = ws.create_run(dataset_id, detector, params, PREP)
+    result = training.train_run(ws, run_id)
+    rows = np.load(ws.run_dir(run_id) / TRAIN_ROWS_FILE)
+    sampled = np.zeros(3000, dtype=bool)
+    sampled[rows] = True
+    assert sampled.sum() == 1000
+    inside, outside = result.scores[sampled], result.scores[~sampled]
+    assert (inside > 0).all()  # kNN with k=1: a row is not its own neighbour
+    assert ks_2samp(inside, outside).pvalue > 0.01, (inside.mean(), outside.mean())
+    # one threshold: the run's is the detector's own
+    det = load_detector(ws.run_dir(run_id) / MODEL_DIR)
+    assert ws.get_run(run_id).metrics["threshold"] == pytest.approx(det.threshold_)

@@ -151,11 +151,33 @@ def top_features(
 
 
 def describe_top(features: list[tuple[str, float, float]]) -> str:
-    """Return a short text like "t045 high (31 %), t046 low (22 %)" for one row."""
+    """Return a short text like "t045 high (31 %), colour is missing (22 %)" for one row.
+
+    Features named "<column> is missing" (an empty cell, from the Preprocessor) read as
+    "<column> is missing" when the deviation is positive and "<column> is not missing" when
+    negative, rather than "high"/"low"; so do the "<column>=(missing)" names of runs saved
+    before that name existed.
+    """
     parts = []
     for name, share, deviation in features:
         if share <= 0:
             continue
+        column = _missing_column(name)
+        if column is not None:
+            state = "is missing" if deviation > 0 else "is not missing"
+            parts.append(f"{column} {state} ({share:.0%})")
+            continue
         direction = "high" if deviation > 0 else "low"
         parts.append(f"{name} {direction} ({share:.0%})")
     return ", ".join(parts)
+
+
+_MISSING_SUFFIXES = (" is missing", "=(missing)")
+
+
+def _missing_column(name: str) -> str | None:
+    """Return the column of a feature that says a cell is empty, or None for other features."""
+    for suffix in _MISSING_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None

@@ -67,6 +67,8 @@ class DatasetSummary:
     anomaly_share: float | None = None
     error: str | None = None
     estimated: bool = False
+    #: what the preprocessing did that changes what the detector sees (Preprocessor.notes_)
+    prep_notes: list[str] = field(default_factory=list)
 
 
 # cache_resource, not cache_data: nothing the app caches goes through pickle. The summary is
@@ -102,6 +104,7 @@ def _summary(home: str, dataset_id: str, schema_json: str, prep_json: str) -> Da
         return summary
     summary.features_out = list(prep.feature_names_out_)
     summary.dropped.update(prep.dropped_)
+    summary.prep_notes = list(prep.notes_)
     return summary
 
 

@@ -2,7 +2,15 @@
 
 import streamlit as st
 
-from ad_core.data import IMPUTES, ROLES, SCALINGS, DataError, list_samples
+from ad_core.data import (
+    CATEGORICAL_MISSING,
+    IMPUTES,
+    ROLES,
+    SCALINGS,
+    DataError,
+    Preprocessor,
+    list_samples,
+)
 from ad_studio_ui import state
 from ad_studio_ui.datasets import (
     add_sample,
@@ -14,6 +22,11 @@ from ad_studio_ui.datasets import (
 )
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link
 from ad_studio_ui.workspace import dataset_view, get_workspace
+
+CATEGORICAL_MISSING_TEXT = {
+    "own_category": "own category 'missing'",
+    "most_frequent": "most frequent category",
+}
 
 inside_app()
 ws = get_workspace()
@@ -139,6 +152,8 @@ if summary.error:
     st.error(summary.error, icon=":material/error:")
 if summary.n_rows < 2 and not summary.error:
     st.error("A single row cannot show what is normal. Load a table with more rows.")
+for note in summary.prep_notes:
+    st.warning(note, icon=":material/warning:")
 unused = {c: why for c, why in summary.dropped.items() if why != "set by you"}
 if unused:
     listed = "; ".join(f"'{c}': {why}" for c, why in list(unused.items())[:8])
@@ -227,7 +242,9 @@ if schema.label_column is not None:
 # --- preprocessing -----------------------------------------------------------------------
 st.markdown("**Preprocessing** (used by the next training)")
 choices = state.preprocessing_choices(dataset_id)
-c1, c2, c3, c4 = st.columns(4)
+# Choices stored before a setting existed lack it: the Preprocessor's default applies.
+categorical_missing = choices.get("categorical_missing", Preprocessor().categorical_missing)
+c1, c2, c3, c4, c5 = st.columns(5)
 
 
 def save_choices() -> None:
@@ -238,6 +255,7 @@ def save_choices() -> None:
             "impute": st.session_state[f"impute_{dataset_id}"],
             "max_categories": int(st.session_state[f"maxcat_{dataset_id}"]),
             "missing_indicators": bool(st.session_state[f"indicators_{dataset_id}"]),
+            "categorical_missing": st.session_state[f"catmissing_{dataset_id}"],
         },
     )
 
@@ -272,6 +290,17 @@ c4.checkbox(
     value=bool(choices["missing_indicators"]),
     key=f"indicators_{dataset_id}",
     on_change=save_choices,
+)
+c5.selectbox(
+    "Empty cells in categorical columns",
+    CATEGORICAL_MISSING,
+    index=CATEGORICAL_MISSING.index(categorical_missing),
+    format_func=CATEGORICAL_MISSING_TEXT.get,
+    key=f"catmissing_{dataset_id}",
+    on_change=save_choices,
+    help="own category: an empty cell is a value of its own ('colour is missing'), so a "
+    "rare empty cell makes its row stand out; most frequent: empty cells are filled with "
+    "the column's most frequent category, for cells empty by accident.",
 )
 
 if not summary.error and summary.n_rows >= 2:

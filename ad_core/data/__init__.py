@@ -12,7 +12,7 @@ Every problem with the data raises ``DataError`` with a message meant for the an
 
 from ad_core.data.errors import DataError
 from ad_core.data.loaders import describe_formats, load_table
-from ad_core.data.preprocess import IMPUTES, SCALINGS, Preprocessor
+from ad_core.data.preprocess import CATEGORICAL_MISSING, IMPUTES, SCALINGS, Preprocessor
 from ad_core.data.samples import (
     SampleInfo,
     get_sample_info,
@@ -30,6 +30,7 @@ from ad_core.data.schema import (
 )
 
 __all__ = [
+    "CATEGORICAL_MISSING",
     "DataError",
     "IMPUTES",
     "Preprocessor",

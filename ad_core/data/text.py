@@ -31,6 +31,8 @@ _WHITESPACE_CONSISTENCY = 0.9
 _MAX_BAD_ROW_SHARE = 0.5
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0c\x0b")
 _BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+# pandas' warning when rows have more values than the names given (it then drops them).
+_LOST_FIELDS = "leads to a loss of data"
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
 
 
@@ -231,6 +233,28 @@ def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = No
         options["decimal"] = ","
         notes.append("Numbers use a comma as decimal mark (1,5 means 1.5); read them as such.")
 
+    frame, caught = _read_frame(text, name, options)
+    n_names = len(names)
+    bad = _bad_lines(caught)
+    n_bad, shown = len(bad), [(line, n_names, found) for line, _, found in bad[:10]]
+    if _lost_fields(caught):
+        # The first data row has more values than the header has names: pandas then drops
+        # the last values of every such row without a word. Read them, then leave out (with
+        # a note) or refuse the rows that have them.
+        frame, n_bad, shown = _read_long_rows(text, name, options, lines, delimiter, has_header)
+    frame.columns = names  # the raw header, duplicates included; cleaned by the caller
+
+    if n_bad:
+        notes.append(
+            _check_bad_lines(name, shown, n_bad, len(frame), delimiter, n_names, has_header)
+        )
+    if delimiter is None and frame.shape[1] == 1:
+        _check_single_column(name, frame)
+    return TextTable(frame=frame, notes=notes)
+
+
+def _read_frame(text: str, name: str, options: dict) -> tuple[pd.DataFrame, list]:
+    """Return the frame pandas reads with the options, and the parser warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
@@ -239,14 +263,87 @@ def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = No
             raise DataError(f"'{name}' is empty: it contains no rows.") from exc
         except pd.errors.ParserError as exc:
             raise DataError(_explain_parser_error(name, str(exc))) from exc
-    frame.columns = names  # the raw header, duplicates included; cleaned by the caller
+    return frame, list(caught)
 
-    bad = _bad_lines(caught)
-    if bad:
-        notes.append(_check_bad_lines(name, bad, len(frame), delimiter))
-    if delimiter is None and frame.shape[1] == 1:
-        _check_single_column(name, frame)
-    return TextTable(frame=frame, notes=notes)
+
+def _lost_fields(caught: list[warnings.WarningMessage]) -> bool:
+    """Return True when pandas says it dropped values beyond the header's columns."""
+    return any(_LOST_FIELDS in str(w.message) for w in caught)
+
+
+def _read_long_rows(
+    text: str,
+    name: str,
+    options: dict,
+    lines: list[str],
+    delimiter: str | None,
+    has_header: bool,
+) -> tuple[pd.DataFrame, int, list[tuple[int, int, int]]]:
+    """Return the frame without the rows that have more values than the header has names,
+    how many such rows there were, and (line, expected, found) for the first ten of them.
+    """
+    n_names = len(options["names"])
+    counts = _field_counts(lines, delimiter) if delimiter is not None else []
+    data_counts = counts[1:] if has_header else counts
+    width = data_counts[0] if data_counts else n_names
+    refusal = DataError(
+        f"'{name}' could not be read as a table: its rows have more values than the header "
+        f"has column names ({n_names}). Check the separator and quoting; if the header is "
+        "missing a name (for instance over a first column of row numbers), add it. Then "
+        "load the file again."
+    )
+    if width <= n_names:
+        raise refusal
+    # Room for every value of the first data row, which sets how wide pandas reads rows.
+    padded = {**options, "names": [*options["names"], *([""] * (width - n_names))]}
+    try:
+        frame, caught = _read_frame(text, name, padded)
+    except DataError as exc:
+        raise refusal from exc
+    if _lost_fields(caught):
+        raise refusal
+    extra = frame.iloc[:, n_names:]
+    long = extra.notna().to_numpy().any(axis=1)
+    n_long = int(long.sum()) + len(_bad_lines(caught))
+    frame = frame.iloc[~long, :n_names].reset_index(drop=True)
+    shown = _long_records(text, delimiter, n_names, width, has_header)
+    return frame, n_long, shown
+
+
+def _long_records(
+    text: str, delimiter: str | None, n_names: int, width: int, has_header: bool
+) -> list[tuple[int, int, int]]:
+    """Return (line, n_names, found) for the first ten rows with values beyond the header."""
+    found: list[tuple[int, int, int]] = []
+    header_seen = not has_header
+    try:
+        for line, record in _records(text, delimiter):
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line, which the reader skips too
+            if not header_seen:
+                header_seen = True
+                continue
+            beyond = record[n_names:]
+            if len(record) > width or any(v.strip() for v in beyond):
+                found.append((line, n_names, len(record)))
+                if len(found) == 10:
+                    break
+    except csv.Error:
+        pass  # a field over csv's size limit: the rows found so far are enough to point at
+    return found
+
+
+def _records(text: str, delimiter: str | None):
+    """Yield (first line of the record, its fields) for each record of the text."""
+    if delimiter == WHITESPACE:
+        for number, line in enumerate(io.StringIO(text), start=1):
+            yield number, line.split()
+        return
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter or ",", skipinitialspace=True)
+    start = 1
+    for record in reader:
+        yield start, record
+        start = reader.line_num + 1
 
 
 def _dedupe_for_pandas(options: dict) -> dict:
@@ -263,24 +360,44 @@ def _bad_lines(caught: list[warnings.WarningMessage]) -> list[tuple[int, int, in
     return bad
 
 
-def _check_bad_lines(name: str, bad: list, n_read: int, delimiter: str | None) -> str:
-    """Return a note about the rows left out, or raise when they are most of the file."""
-    total = n_read + len(bad)
-    where = ", ".join(str(line) for line, _, _ in bad[:10])
-    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-    expected, found = bad[0][1], bad[0][2]
+def _check_bad_lines(
+    name: str,
+    shown: list[tuple[int, int, int]],
+    n_bad: int,
+    n_read: int,
+    delimiter: str | None,
+    n_names: int,
+    has_header: bool = True,
+) -> str:
+    """Return a note about the rows left out, or raise when they are most of the file.
+
+    ``shown`` holds (line, expected, found) of the first few such rows; ``n_bad`` counts all.
+    """
+    total = n_read + n_bad
+    shown = shown[:10]
     sep = DELIMITER_NAMES.get(delimiter or ",", repr(delimiter))
-    if len(bad) > _MAX_BAD_ROW_SHARE * total:
+    than = "the header has column names" if has_header else "the first row"
+    if shown:
+        first_line, expected, found = shown[0]
+        example = f"line {first_line}: expected {expected}, found {found}, separated by {sep}"
+        more = f" and {n_bad - len(shown)} more" if n_bad > len(shown) else ""
+        where = f"line {', '.join(str(line) for line, _, _ in shown)}{more} of the file"
+        counts = f" (expected {expected} values, found {found})"
+    else:  # rows too odd for the csv module to point at
+        example = f"expected {n_names} values, separated by {sep}"
+        where, counts = "their lines could not be pinned down", ""
+    if n_bad > _MAX_BAD_ROW_SHARE * total:
         raise DataError(
-            f"'{name}' could not be read as a table: {len(bad)} of {total} rows have a "
-            f"different number of values than the header (line {bad[0][0]}: expected "
-            f"{expected}, found {found}, separated by {sep}). Check the separator and quoting, "
-            "and save the file as CSV with one value per column in every row."
+            f"'{name}' could not be read as a table: {n_bad} of {total} rows have more "
+            f"values than {than} ({example}). Check the separator and quoting; if the "
+            "header is missing a name (for instance over a first column of row numbers), "
+            "add it. Save the file as CSV with one value per column in every row and load "
+            "it again."
         )
     return (
-        f"{len(bad)} of {total} rows could not be read and were left out: line {where}{more} "
-        f"of the file (expected {expected} values, found {found}). Fix those lines and load "
-        "the file again to include them."
+        f"{n_bad} of {total} rows have more values than {than}, so they could not be read "
+        f"and were left out: {where}{counts}. Fix those lines and load the file again to "
+        "include them."
     )
 
 

@@ -61,6 +61,21 @@ CASES = {
         "name,value\ncafé,1\nnaïve,2\nbébé,3\nthé,4\n".encode("latin-1"),
         "UTF-8",
     ),
+    "more values than the header": (
+        "unnamed_column.csv",
+        _rows("a,b,c", lambda i: f"{i},{i * 2},{i % 3},{i * 5}"),
+        "more values than the header",
+    ),
+    "one row longer than the header": (
+        "long_row.csv",
+        _rows("a,b,c\n1,2,3,99", lambda i: f"{i},{i * 2},{i % 3}"),
+        "were left out: line 2",
+    ),
+    "values near 1e300": (
+        "huge.csv",
+        _rows("big,x", lambda i: f"{(i + 1) * 1e300:.6g},{i % 7}"),
+        "extremely large numbers",
+    ),
 }
 
 
@@ -100,3 +115,37 @@ def test_good_upload_becomes_the_current_dataset(app):
     assert any("Loaded 'good.csv'" in s.value for s in app.success)
     assert any(m.label == "Rows" and m.value == "60" for m in app.metric)
     assert app.sidebar.selectbox[0].value == app.session_state["dataset_id"]
+
+
+def test_rows_longer_than_the_header_are_refused_with_the_line_and_nothing_stored(app):
+    data = _rows("a,b,c", lambda i: f"{i},{i * 2},{i % 3},{i * 5}")
+    app.file_uploader(key="upload").set_value(("unnamed_column.csv", data, "text/csv")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    error = next(e.value for e in app.error)
+    assert "30 of 30 rows" in error and "line 2: expected 3, found 4" in error
+    assert "add it" in error  # says what to do
+    assert app.session_state["dataset_id"] is None
+
+
+def test_a_row_longer_than_the_header_is_left_out_and_said(app):
+    data = _rows("a,b,c\n1,2,3,99", lambda i: f"{i},{i * 2},{i % 3}")
+    app.file_uploader(key="upload").set_value(("long_row.csv", data, "text/csv")).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    note = next(w.value for w in app.warning if "left out" in w.value)
+    assert "1 of 31 rows" in note and "line 2 of the file" in note and "found 4" in note
+    assert any(m.label == "Rows" and m.value == "30" for m in app.metric)
+
+
+def test_values_near_1e300_load_scaled_with_a_warning_naming_the_column(app):
+    data = _rows("big,x", lambda i: f"{(i + 1) * 1e300:.6g},{(i * 7) % 5}")
+    app.file_uploader(key="upload").set_value(("huge.csv", data, "text/csv")).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert any("Loaded 'huge.csv'" in s.value for s in app.success)
+    warning = next(w.value for w in app.warning if "extremely large" in w.value)
+    assert "'big' (up to 3e+301)" in warning and "overflow" in warning
+    assert any(m.label == "Features kept" and m.value == "2" for m in app.metric)
+    # Without scaling the numbers cannot be used: the page says so, without a traceback.
+    dataset_id = app.session_state["dataset_id"]
+    app.selectbox(key=f"scaling_{dataset_id}").set_value("none").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("'big'" in e.value and "scaling other than 'none'" in e.value for e in app.error)

@@ -160,6 +160,54 @@ def test_rows_with_extra_values_are_left_out_with_count_and_line(tmp_path):
     assert "1 of 4 rows" in note and "line 3" in note
 
 
+def _lines(n: int, line) -> str:
+    return "".join(line(i) + "\n" for i in range(n))
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", " "])
+def test_every_row_with_a_value_more_than_the_header_is_refused_not_truncated(tmp_path, sep):
+    # pandas used to drop the fourth value of every row without a word.
+    header = sep.join("abc")
+    body = _lines(10, lambda i: sep.join(str(v) for v in (i, i * 2, i % 3, i * 5)))
+    message = load_error(write(tmp_path, "data.csv", header + "\n" + body))
+    assert "10 of 10 rows have more values than the header" in message
+    assert "line 2: expected 3, found 4" in message
+    assert "add it" in message  # what to do: name the extra column in the header
+
+
+def test_a_first_row_with_an_extra_value_is_left_out_with_its_line_not_truncated(tmp_path):
+    body = _lines(10, lambda i: f"{i},{i * 2},{i % 3}")
+    df = load_table(write(tmp_path, "data.csv", "a,b,c\n1,2,3,99\n" + body))
+    assert df["a"].tolist() == list(range(10))  # the row with 99 is not kept cut short
+    assert list(df.columns) == ["a", "b", "c"]
+    note = next(n for n in df.attrs["load_notes"] if "left out" in n)
+    assert "1 of 11 rows have more values than the header" in note
+    assert "line 2 of the file" in note and "found 4" in note
+
+
+def test_long_rows_after_a_long_first_row_are_all_counted_with_their_lines(tmp_path):
+    body = _lines(20, lambda i: f"{i},{i * 2},{i % 3}")
+    text = "a,b,c\n\n1,2,3,4,5\n" + body + "7,8,9,10\n7,8,9,10,11,12\n"
+    df = load_table(write(tmp_path, "data.csv", text))
+    assert len(df) == 20 and df["a"].tolist() == list(range(20))
+    note = next(n for n in df.attrs["load_notes"] if "left out" in n)
+    assert "3 of 23 rows" in note and "line 3, 24, 25 of the file" in note
+
+
+def test_trailing_separators_lose_nothing_and_need_no_note(tmp_path):
+    body = _lines(10, lambda i: f"{i},{i * 2},{i % 3},")
+    df = load_table(write(tmp_path, "data.csv", "a,b,c\n1,2,3,,\n" + body))
+    assert len(df) == 11 and df["a"].tolist()[:2] == [1, 0]
+    assert df.attrs["load_notes"] == []
+
+
+def test_a_file_without_header_says_rows_are_longer_than_the_first(tmp_path):
+    body = _lines(10, lambda i: f"{i},{i * 2},{i % 3}")
+    df = load_table(write(tmp_path, "data.csv", body + "4,5,6,7\n"))
+    note = next(n for n in df.attrs["load_notes"] if "left out" in n)
+    assert "more values than the first row" in note and "line 11" in note
+
+
 def test_mostly_unreadable_rows_raise_instead_of_loading_a_fragment(tmp_path):
     rows = "".join(f"{i},{i},{i},{i}\n" for i in range(10))
     message = load_error(write(tmp_path, "data.csv", "a,b\n1,2\n" + rows))

@@ -86,6 +86,16 @@ def test_infinity_counts_as_missing(table):
     assert X[3, 0] == pytest.approx(prep.fill_values_[0])
 
 
+def test_infinities_are_said_in_a_note_naming_the_column(table):
+    table.loc[[3, 4], "amount"] = [np.inf, -np.inf]
+    prep = Preprocessor(impute="mean").fit(table, feature_schema(table))
+    note = next(n for n in prep.notes_ if "Infinite" in n)
+    assert "'amount' (2)" in note and "'visits'" not in note and "its mean" in note
+    assert not any(
+        "Infinite" in n for n in Preprocessor().fit(table.head(3), feature_schema(table)).notes_
+    )
+
+
 def test_missing_indicators_add_a_column_per_numeric_column_with_gaps(table):
     prep = Preprocessor(missing_indicators=True, scaling="none")
     X = prep.fit_transform(table, feature_schema(table))
@@ -246,3 +256,170 @@ def test_a_million_rows_transform_in_chunks_consistently():
     prep = Preprocessor()
     X = prep.fit_transform(df, infer_schema(df))
     np.testing.assert_array_equal(prep.transform(df), X)
+
+
+# --- extremely large and small numbers ------------------------------------------------------
+
+
+@pytest.fixture
+def huge() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    base = rng.normal(5, 2, 100)
+    return pd.DataFrame({"big": base * 1e300, "tiny": base * 1e-300, "base": base})
+
+
+def numeric_schema(df: pd.DataFrame) -> Schema:
+    schema = infer_schema(df)
+    for column in df.columns:
+        schema = schema.with_role(column, "numeric")
+    return schema
+
+
+@pytest.mark.parametrize("scaling", [s for s in SCALINGS if s != "none"])
+def test_numbers_near_1e300_scale_like_ordinary_numbers_without_overflow(huge, scaling):
+    import warnings
+
+    prep = Preprocessor(scaling=scaling)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning fails the test
+        X = prep.fit_transform(huge, numeric_schema(huge))
+    base = X[:, prep.feature_names_out_.index("base")]
+    assert np.unique(base).size > 50  # the ordinary column is scaled, not collapsed
+    for column in ("big", "tiny"):  # used to come out as all zeros
+        np.testing.assert_allclose(X[:, prep.feature_names_out_.index(column)], base, atol=1e-5)
+
+
+def test_extreme_columns_are_named_in_a_note_and_ordinary_ones_get_no_extra_step(huge):
+    prep = Preprocessor().fit(huge, numeric_schema(huge))
+    large = next(n for n in prep.notes_ if "extremely large" in n)
+    small = next(n for n in prep.notes_ if "extremely small" in n)
+    assert "'big'" in large and "'tiny'" not in large and "e+30" in large
+    assert "'tiny'" in small and "overflow" in small
+    ordinary = Preprocessor().fit(huge[["base"]], numeric_schema(huge[["base"]]))
+    assert len(ordinary.scaling_steps_) == 1 and ordinary.notes_ == []
+
+
+def test_mean_imputation_of_huge_numbers_is_finite(huge):
+    huge.loc[::10, "big"] = np.nan
+    huge["big"] *= 100  # near the float64 limit: a plain sum overflows
+    prep = Preprocessor(impute="mean").fit(huge, numeric_schema(huge))
+    fill = prep.fill_values_[prep.numeric_columns_.index("big")]
+    assert np.isfinite(fill) and fill == pytest.approx(np.nanmean(huge["big"] / 1e300) * 1e300)
+    assert np.isfinite(prep.transform(huge)).all()
+
+
+def test_huge_numbers_without_scaling_are_refused_naming_the_column(huge):
+    with pytest.raises(DataError, match="'big'") as info:
+        Preprocessor(scaling="none").fit(huge, numeric_schema(huge))
+    assert "scaling other than 'none'" in str(info.value)
+    assert "'tiny'" not in str(info.value) and "'base'" not in str(info.value)
+
+
+def test_saved_preprocessor_with_huge_numbers_reproduces_transform(huge, tmp_path):
+    prep = Preprocessor()
+    X = prep.fit_transform(huge, numeric_schema(huge))
+    loaded = Preprocessor.load(prep.save(tmp_path / "preprocessor.json"))
+    assert loaded.transform(huge).tobytes() == X.tobytes()
+    assert loaded.notes_ == prep.notes_
+
+
+# --- empty cells in categorical columns ----------------------------------------------------
+
+
+@pytest.fixture
+def colours() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    colour = rng.choice(["red", "blue", "green"], 200, p=[0.5, 0.3, 0.2]).astype(object)
+    colour[[5, 50, 150]] = None
+    return pd.DataFrame({"x": rng.normal(size=200), "colour": colour})
+
+
+def colour_schema(df: pd.DataFrame) -> Schema:
+    return infer_schema(df).with_role("x", "numeric").with_role("colour", "categorical")
+
+
+def test_empty_categories_are_by_default_a_column_named_in_plain_words(colours):
+    prep = Preprocessor(scaling="none")
+    X = prep.fit_transform(colours, colour_schema(colours))
+    assert prep.categorical_missing == "own_category"
+    assert "colour is missing" in prep.feature_names_out_
+    assert not any("(missing)" in name for name in prep.feature_names_out_)
+    column = X[:, prep.feature_names_out_.index("colour is missing")]
+    assert np.flatnonzero(column).tolist() == [5, 50, 150]
+    assert prep.missing_categories_ == {"colour": 3}
+    note = next(n for n in prep.notes_ if "Empty cells" in n)
+    assert "'colour' (3 of 200 cells empty)" in note and "most frequent" in note
+
+
+def test_rare_empty_categories_keep_their_own_column_beyond_max_categories(colours):
+    prep = Preprocessor(max_categories=2).fit(colours, colour_schema(colours))
+    assert prep.categories_["colour"] == ["red", "(missing)"]
+    assert prep.feature_names_out_[1:] == ["colour=red", "colour is missing", "colour=(other)"]
+
+
+def test_most_frequent_fills_empty_categories_at_fit_and_transform(colours):
+    prep = Preprocessor(scaling="none", categorical_missing="most_frequent")
+    X = prep.fit_transform(colours, colour_schema(colours))
+    names = prep.feature_names_out_
+    assert "colour is missing" not in names and prep.category_fills_ == {"colour": "red"}
+    assert X[[5, 50, 150], names.index("colour=red")].tolist() == [1.0, 1.0, 1.0]
+    later = prep.transform(colours.head(2).assign(colour=[None, "blue"]))
+    assert later[0, names.index("colour=red")] == 1.0
+    assert later[1, names.index("colour=blue")] == 1.0
+    note = next(n for n in prep.notes_ if "Empty cells" in n)
+    assert "filled with 'red'" in note and "3 of 200" in note
+
+
+def test_most_frequent_drops_a_column_that_is_constant_apart_from_empty_cells(colours):
+    colours["colour"] = colours["colour"].where(colours["colour"].isna(), "red")
+    own = Preprocessor().fit(colours, colour_schema(colours))
+    filled = Preprocessor(categorical_missing="most_frequent").fit(colours, colour_schema(colours))
+    assert "colour is missing" in own.feature_names_out_
+    assert "wherever it is not missing" in filled.dropped_["colour"]
+
+
+def test_categorical_missing_survives_the_json_round_trip(colours, tmp_path):
+    prep = Preprocessor(categorical_missing="most_frequent")
+    X = prep.fit_transform(colours, colour_schema(colours))
+    data = json.loads(prep.save(tmp_path / "preprocessor.json").read_text())
+    assert data["params"]["categorical_missing"] == "most_frequent"
+    loaded = Preprocessor.load(tmp_path / "preprocessor.json")
+    assert loaded.get_params() == prep.get_params()
+    assert loaded.category_fills_ == {"colour": "red"}
+    new = colours.head(3).assign(colour=[None, None, "green"])
+    assert loaded.transform(new).tobytes() == prep.transform(new).tobytes()
+    assert loaded.transform(colours).tobytes() == X.tobytes()
+
+
+def test_a_preprocessor_saved_before_the_setting_existed_loads_and_transforms_as_before(
+    colours, tmp_path
+):
+    prep = Preprocessor(scaling="none")
+    prep.fit(colours, colour_schema(colours))
+    old = prep.to_dict()
+    # What version 1 wrote: no categorical_missing, fills, counts or notes; "(missing)" names.
+    old["version"] = 1
+    del old["params"]["categorical_missing"]
+    for key in ("category_fills", "missing_categories", "notes"):
+        del old[key]
+    old["categories"] = [["colour", ["red", "(missing)", "blue", "green"]]]
+    old["feature_names_out"] = [
+        "x",
+        "colour=red",
+        "colour=(missing)",
+        "colour=blue",
+        "colour=green",
+        "colour=(other)",
+    ]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = Preprocessor.load(tmp_path / "old.json")
+    assert loaded.categorical_missing == "own_category"
+    X = loaded.transform(colours)
+    assert X[[5, 50, 150], 2].tolist() == [1.0, 1.0, 1.0]
+    assert X[:, 1:].sum(axis=1).tolist() == [1.0] * len(colours)
+    assert loaded.feature_names_out_ == old["feature_names_out"]
+
+
+def test_an_unknown_categorical_missing_is_refused_at_fit(colours):
+    with pytest.raises(ValueError, match="own_category, most_frequent"):
+        Preprocessor(categorical_missing="drop").fit(colours, colour_schema(colours))

@@ -16,8 +16,11 @@ import plotly.graph_objects as go
 
 __all__ = [
     "COLORS",
+    "HISTOGRAM_RANGES",
+    "bulk_upper",
     "confusion_figure",
     "feature_range_figure",
+    "flagged_counts",
     "group_labels",
     "histogram_data",
     "latent_map_figure",
@@ -61,36 +64,111 @@ def group_labels(labels: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+#: the score ranges ``histogram_data`` can show (``x_range``), as the app explains them
+HISTOGRAM_RANGES = {
+    "bulk": "the bulk of the scores; the highest ones share one overflow bar",
+    "full": "every score, on a linear axis",
+    "log": "every score, on a logarithmic axis (needs positive scores)",
+}
+#: the largest table of exact flagged counts sent with a histogram (one row per distinct score)
+MAX_COUNT_POINTS = 2001
+
+
+def bulk_upper(scores: np.ndarray) -> float:
+    """Return the upper end of the score range that holds the bulk of the scores.
+
+    The larger of Tukey's far-out fence (third quartile + 3 interquartile ranges) and the 95th
+    percentile, so an outlying tail beyond it never holds more than 5 % of the rows. Returns
+    the highest score when there is no such tail (cutting it would shrink the axis by less
+    than a third).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return 1.0
+    lo, top = float(s.min()), float(s.max())
+    q25, q75, q95 = (float(v) for v in np.quantile(s, [0.25, 0.75, 0.95]))
+    hi = max(q75 + 3.0 * (q75 - q25), q95)
+    if hi <= lo or (top - lo) < 1.5 * (hi - lo):
+        return top
+    return hi
+
+
+def flagged_counts(scores: np.ndarray, max_points: int = MAX_COUNT_POINTS) -> dict[str, Any]:
+    """Return a table of how many scores lie strictly above each of a set of score values.
+
+    Keys: ``values`` (ascending scores), ``above`` (``above[i]`` = number of scores
+    ``> values[i]``, exactly as :func:`ad_core.thresholds.flag` counts), ``exact``. With at
+    most ``max_points`` distinct scores the table holds them all and the count at any
+    threshold t is ``above[i]`` for the last ``values[i] <= t`` (every row when t is below
+    the lowest score): exact (``exact`` True). Otherwise the values are scores at evenly
+    spaced ranks, lowest and highest included, and counts between them are estimates.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if s.size == 0:
+        return {"values": [], "above": [], "exact": True}
+    values = s[np.r_[s[1:] != s[:-1], True]]  # the distinct scores (s is sorted)
+    exact = values.size <= max_points
+    if not exact:
+        ranks = np.linspace(0, s.size - 1, max(int(max_points), 2)).round().astype(np.int64)
+        values = np.unique(s[ranks])
+    above = s.size - np.searchsorted(s, values, side="right")
+    return {"values": values.tolist(), "above": above.astype(int).tolist(), "exact": bool(exact)}
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Return round tick values (1, 2, 5 times a power of ten) between lo and hi (> 0)."""
+    first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    steps = (1.0,) if last - first > 3 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0**k for k in range(first, last + 1) for m in steps]
+    inside = [float(f"{t:.6g}") for t in ticks if lo <= t <= hi]
+    return inside if len(inside) >= 2 else [lo, hi]
+
+
 def histogram_data(
     scores: np.ndarray,
     labels: np.ndarray | None = None,
     *,
     n_bins: int = 80,
     log_count: bool = False,
-    clip_quantile: float | None = 0.995,
-    n_quantiles: int = 1001,
+    x_range: str = "bulk",
+    max_count_points: int = MAX_COUNT_POINTS,
 ) -> dict[str, Any]:
     """Return the bins of a score histogram as a JSON-ready dict (for the threshold component).
 
-    Anomaly scores are often heavy-tailed, so the bins span the scores up to the
-    ``clip_quantile`` quantile and the rows above it are counted in one overflow bar
-    (``clip_quantile=None`` bins the full range). Keys: ``edges`` (n_bins + 1 floats),
-    ``series`` (one ``{name, color, counts, overflow}`` per label group, stacked in order; a
-    single "rows" series without labels), ``max`` (the highest score), ``quantiles``
-    (``n_quantiles`` evenly spaced quantiles of all scores, to count flagged rows while the
-    line moves), ``n_rows``, ``log``.
+    Anomaly scores are often heavy-tailed, so by default (``x_range="bulk"``) the bins span
+    the scores up to :func:`bulk_upper` and the rows above it are counted in one overflow
+    bar; ``"full"`` bins every score on a linear axis, ``"log"`` on a logarithmic one (bins
+    of equal width in log score; needs every score > 0, else ValueError).
+
+    Keys: ``edges`` (n_bins + 1 floats, the bins' borders, evenly spaced on the chosen
+    axis), ``series`` (one ``{name, color, counts, overflow}`` per label group, stacked in
+    order; a single "rows" series without labels), ``x_range``, ``x_scale`` ("linear" or
+    "log"), ``ticks`` (round values for a log axis, else None), ``overflow_from`` (the score
+    above which rows go to the overflow bar, or None), ``overflow_rows``, ``min`` and
+    ``max`` (the lowest and highest score), ``bulk_upper``, ``counts`` (a
+    :func:`flagged_counts` table, so the chart can count flagged rows exactly while the
+    threshold moves), ``n_rows``, ``log`` (log count axis).
     """
+    if x_range not in HISTOGRAM_RANGES:
+        raise ValueError(f"x_range must be one of {sorted(HISTOGRAM_RANGES)}, got {x_range!r}")
     s = np.asarray(scores, dtype=np.float64)
     lo, top = (float(s.min()), float(s.max())) if s.size else (0.0, 1.0)
-    hi = top
-    if clip_quantile is not None and s.size:
-        hi = float(np.quantile(s, clip_quantile))
-        # Clip only when it hides a real tail; otherwise keep the full range.
-        if hi <= lo or (top - lo) < 1.5 * (hi - lo):
-            hi = top
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0) * 1e-3
-    edges = np.linspace(lo, hi, int(n_bins) + 1)
+    upper = bulk_upper(s) if s.size else top
+    hi = upper if x_range == "bulk" else top
+    if x_range == "log":
+        if lo <= 0:
+            raise ValueError(
+                f"a logarithmic score axis needs positive scores; the lowest is {lo:.4g}. "
+                "Use the bulk or full range instead."
+            )
+        hi = max(hi, lo * (1 + 1e-3))
+        edges = np.geomspace(lo, hi, int(n_bins) + 1)
+        edges[0], edges[-1] = lo, hi  # exact ends, so no score falls outside by rounding
+    else:
+        if hi <= lo:
+            hi = lo + (abs(lo) or 1.0) * 1e-3
+        edges = np.linspace(lo, hi, int(n_bins) + 1)
+    overflow_from = hi if hi < top else None
     groups = group_labels(labels) or [("rows", np.ones(s.size, dtype=bool))]
     series = []
     for name, mask in groups:
@@ -104,12 +182,18 @@ def histogram_data(
                 "overflow": int(np.count_nonzero(values > hi)),
             }
         )
-    quantiles = np.quantile(s, np.linspace(0.0, 1.0, n_quantiles)) if s.size else np.zeros(0)
     return {
         "edges": edges.tolist(),
         "series": series,
+        "x_range": x_range,
+        "x_scale": "log" if x_range == "log" else "linear",
+        "ticks": _log_ticks(lo, hi) if x_range == "log" else None,
+        "overflow_from": overflow_from,
+        "overflow_rows": int(np.count_nonzero(s > hi)),
+        "min": lo,
         "max": top,
-        "quantiles": quantiles.tolist(),
+        "bulk_upper": upper,
+        "counts": flagged_counts(s, max_count_points),
         "n_rows": int(s.size),
         "log": bool(log_count),
     }
@@ -125,7 +209,7 @@ def score_histogram_figure(
     title: str = "Scores",
 ) -> go.Figure:
     """Return a stacked histogram of scores by label group, with the threshold as a line."""
-    data = histogram_data(scores, labels, n_bins=n_bins, clip_quantile=None, n_quantiles=2)
+    data = histogram_data(scores, labels, n_bins=n_bins, x_range="full", max_count_points=2)
     edges = np.asarray(data["edges"])
     centers = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure()

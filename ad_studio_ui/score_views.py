@@ -1,8 +1,9 @@
 """What the Scores page shows, computed once per run and cached; a threshold change only masks.
 
 A rerun after a threshold change recomputes nothing here but the flagged mask, the counts
-at the threshold and the rows of the flagged table: histogram bins, ROC/PR curves and the
-feature contributions are cached per run (and per label state for the histogram).
+at the threshold and the rows of the flagged table: histogram bins (per grouping and score
+axis), ROC/PR curves (per subset of rows: held-out or training rows, without the rows that
+carry an expert label) and the feature contributions are cached per run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,12 +19,13 @@ import pandas as pd
 import streamlit as st
 
 from ad_core.explain import describe_top
-from ad_core.metrics import auprc, auroc, pr_points, roc_points
+from ad_core.metrics import auprc, auroc, pr_points, prf_at, roc_points
 from ad_core.plots import histogram_data
 from ad_core.store import RunRecord
 from ad_core.thresholds import flag
 from ad_studio_ui.workspace import (
     EXPLAIN_FILE,
+    ROLE_NAMES,
     DatasetView,
     get_workspace,
     label_array,
@@ -42,20 +45,66 @@ def labels_digest(labels: np.ndarray) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _histogram(home: str, run_id: int, mode: str, digest: str, log: bool, _scores, _groups) -> dict:
-    return histogram_data(_scores, _groups, log_count=log)
+def _histogram(
+    home: str, run_id: int, groups_key: str, log: bool, x_range: str, _scores, _groups
+) -> dict:
+    return histogram_data(_scores, _groups, log_count=log, x_range=x_range)
 
 
 def histogram(
-    run: RunRecord, scores: np.ndarray, groups: np.ndarray | None, groups_key: str, log: bool
+    run: RunRecord,
+    scores: np.ndarray,
+    groups: np.ndarray | None,
+    groups_key: str,
+    log: bool,
+    x_range: str = "bulk",
 ) -> dict:
     """Return the histogram bins of a run's scores, stacked by ``groups`` (cached).
 
-    ``groups_key`` identifies the groups (e.g. the labels' digest) in the cache key.
+    ``groups_key`` identifies the groups (e.g. the labels' digest) in the cache key;
+    ``x_range`` is one of ``ad_core.plots.HISTOGRAM_RANGES``.
     """
     return _histogram(
-        str(get_workspace().home), int(run.id), groups_key, "", bool(log), scores, groups
+        str(get_workspace().home), int(run.id), groups_key, bool(log), x_range, scores, groups
     )
+
+
+# --- which rows the figures against the ground truth cover -------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationRows:
+    """The rows of one role that the figures against the ground truth cover, and those apart.
+
+    ``rows``: positions with known ground truth and no expert label (the figures);
+    ``labelled``: positions with known ground truth that carry an expert label (reported
+    apart, since a label can reach the model or the threshold); ``key``: cache key of both.
+    """
+
+    role: int
+    rows: np.ndarray
+    labelled: np.ndarray
+    key: str
+
+
+def evaluation_rows(
+    roles: np.ndarray, truth: np.ndarray, labels: np.ndarray, role: int
+) -> EvaluationRows:
+    """Return the rows of ``role`` (ROLE_HELDOUT or ROLE_TRAIN) to evaluate a run on."""
+    in_role = (roles == role) & (truth != -1)
+    labelled = labels != -1
+    rows = np.flatnonzero(in_role & ~labelled)
+    apart = np.flatnonzero(in_role & labelled)
+    h = hashlib.sha1(rows.astype(np.int64).tobytes())
+    h.update(b"|")
+    h.update(apart.astype(np.int64).tobytes())
+    return EvaluationRows(int(role), rows, apart, f"{int(role)}|{h.hexdigest()[:16]}")
+
+
+def role_counts(roles: np.ndarray, truth: np.ndarray | None = None) -> dict[int, int]:
+    """Return how many rows have each role (only rows with known ground truth if given)."""
+    known = np.ones(roles.size, dtype=bool) if truth is None else truth != -1
+    return {role: int(np.count_nonzero((roles == role) & known)) for role in ROLE_NAMES}
 
 
 #: points drawn per ROC / PR curve (thinned evenly; the areas use every point)
@@ -63,22 +112,51 @@ CURVE_POINTS = 500
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _curves(home: str, run_id: int, truth_key: str, _truth, _scores) -> dict[str, Any]:
-    roc = roc_points(_truth, _scores, max_points=CURVE_POINTS)
-    pr = pr_points(_truth, _scores, max_points=CURVE_POINTS)
-    known = _truth[_truth != -1]
+def _curves(
+    home: str, run_id: int, truth_key: str, rows_key: str, _truth, _scores, _rows
+) -> dict[str, Any]:
+    truth = _truth[_rows]
+    scores = _scores[_rows]
+    roc = roc_points(truth, scores, max_points=CURVE_POINTS)
+    pr = pr_points(truth, scores, max_points=CURVE_POINTS)
     return {
         "roc": roc,
         "pr": pr,
-        "auroc": auroc(_truth, _scores),
-        "auprc": auprc(_truth, _scores),
-        "base_rate": float(known.mean()) if known.size else None,
+        "auroc": auroc(truth, scores),
+        "auprc": auprc(truth, scores),
+        "base_rate": float(truth.mean()) if truth.size else None,
+        "n_rows": int(truth.size),
+        "n_anomalies": int(truth.sum()),
+        # the subset itself, so a threshold change only counts (no indexing per rerun)
+        "truth": truth,
+        "scores": scores,
     }
 
 
-def curves(run: RunRecord, view: DatasetView, scores: np.ndarray) -> dict[str, Any]:
-    """Return ROC and PR curve points and areas of a run against ground truth (cached)."""
-    return _curves(str(get_workspace().home), int(run.id), view.schema_key, view.truth, scores)
+def curves(
+    run: RunRecord,
+    view: DatasetView,
+    scores: np.ndarray,
+    rows: np.ndarray | None = None,
+    rows_key: str = "all",
+) -> dict[str, Any]:
+    """Return ROC and PR curve points and areas of a run against ground truth (cached).
+
+    ``rows`` (positions, with known ground truth) restricts every figure to those rows;
+    ``rows_key`` identifies them in the cache key. Also returns the subset's ``truth`` and
+    ``scores`` and its ``n_rows`` and ``n_anomalies``.
+    """
+    if rows is None:
+        rows = np.flatnonzero(view.truth != -1)
+    return _curves(
+        str(get_workspace().home),
+        int(run.id),
+        view.schema_key,
+        rows_key,
+        view.truth,
+        scores,
+        rows,
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -183,3 +261,47 @@ def scores_csv(view: DatasetView, run: RunRecord, threshold: float) -> bytes:
     buf = io.StringIO()
     out.to_csv(buf, index=False)
     return buf.getvalue().encode()
+
+
+#: a threshold rule that flags more than this share of the rows gets a warning
+SUSPICIOUS_SHARE = 0.5
+
+
+def rule_warning(
+    title: str,
+    scores: np.ndarray,
+    threshold: float,
+    labels: np.ndarray | None = None,
+    labels_name: str = "the rows you labelled",
+) -> str | None:
+    """Return why a rule's threshold is suspicious when it flags most rows, else None.
+
+    ``labels`` are the labels the rule was computed from (best F1), or None;
+    ``labels_name`` says in words which rows carry them ("the rows you labelled").
+    """
+    n_rows = int(scores.size)
+    n_flagged = int(np.count_nonzero(flag(scores, threshold)))
+    share = n_flagged / n_rows if n_rows else 0.0
+    if share <= SUSPICIOUS_SHARE:
+        return None
+    text = (
+        f"'{title}' flags {share:.1%} of the rows ({n_flagged:,} of {n_rows:,}). That is "
+        "suspicious: anomalies are meant to be the rare rows."
+    )
+    known = labels[labels != -1] if labels is not None else np.zeros(0)
+    if known.size and 0 < int(known.sum()) < known.size:
+        rate = float(known.mean())
+        f1_all = 2 * rate / (1 + rate)
+        f1_here = prf_at(labels, scores, threshold)["f1"]
+        return text + (
+            f" {rate:.0%} of {labels_name} are anomalies, so flagging every row already "
+            f"scores F1 {f1_all:.2f}; the best cut reaches {f1_here:.2f}. When anomalies are "
+            "this common, best F1 degenerates towards flagging everything, and a cut this low "
+            "means the scores barely separate anomalies from normal rows. Check AUROC, try "
+            "another detector or train on normal rows only, or take the threshold from the "
+            "expected share."
+        )
+    return text + (
+        " Check the rule's setting, and whether the scores separate anything at all (most "
+        "rows scoring alike pushes a spread-based cut below the bulk)."
+    )

@@ -1,12 +1,18 @@
 """The score histogram with a threshold line the user drags with the mouse.
 
 A custom component built with ``st.components.v2``: inline HTML/CSS/JS, an SVG drawn in the
-browser, no CDN. Python sends the histogram bins (small: a few hundred numbers, never the
-scores themselves) and the current threshold; the component sends a new threshold back as a
-trigger value when the user releases the line (or after arrow keys on the focused line).
+browser, no CDN. Python sends the histogram bins, a table of flagged counts (at most
+``ad_core.plots.MAX_COUNT_POINTS`` score values, never all the scores), the current threshold
+and the page's flagged count at it; the component sends a new threshold back as a trigger
+value when the user releases the line (or after arrow keys on the focused line).
 
 The histogram is drawn by the component itself so the line sits on the same axis; a slider
-and a number box on the page stay in sync with it for keyboard use.
+and a number box on the page stay in sync with it for keyboard use. Scores above the bins
+(``hist["overflow_from"]``) share one overflow bar to the right, labelled "> value"; the line
+can be dragged into it. The readout's count is the page's "Flagged rows" at rest, and the
+count table's (exact unless the data has more distinct scores than the table holds, then
+marked "≈") while the line moves. ``flaggedCount``, ``readoutText``, ``chartLayout`` and
+``xScale`` are named exports of the module, so tests can run them outside a browser.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ _CSS = """
 .thr-root .readout { font-size: 12px; font-weight: 600; fill: #c2410c; paint-order: stroke;
   stroke: var(--st-background-color, #ffffff); stroke-width: 4px; stroke-linejoin: round; }
 .thr-root .legend text { font-size: 11px; fill: currentColor; }
+.thr-root .slot { fill: currentColor; opacity: 0.04; }
 """
 
 _JS = r"""
@@ -54,10 +61,99 @@ function niceTicks(lo, hi, n) {
   return out;
 }
 
-function fmt(v) {
+export function fmt(v) {
   const a = Math.abs(v);
   if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
   return Number(v.toPrecision(4)).toString();
+}
+
+// Rows flagged (score > t) from the table of ad_core.plots.flagged_counts: exact when the
+// table holds every distinct score, else exact at its points and interpolated between.
+export function flaggedCount(counts, nRows, t) {
+  const v = counts.values;
+  const a = counts.above;
+  const n = v.length;
+  if (!n) return { n: 0, exact: true };
+  if (!(t >= v[0])) return { n: nRows, exact: true };
+  let lo = 0;
+  let hi = n - 1;
+  if (t >= v[hi]) return { n: a[hi], exact: true };
+  while (hi - lo > 1) {  // invariant: v[lo] <= t < v[hi]
+    const mid = (lo + hi) >> 1;
+    if (v[mid] <= t) lo = mid; else hi = mid;
+  }
+  if (counts.exact || t === v[lo]) return { n: a[lo], exact: true };
+  const frac = (t - v[lo]) / (v[hi] - v[lo]);
+  return { n: Math.round(a[lo] - frac * (a[lo] - a[hi])), exact: false };
+}
+
+// What the readout says at threshold t: the page's own count at the threshold it holds
+// (the "Flagged rows" figure), the table's count while the line moves.
+export function readoutText(data, t) {
+  const c = t === data.threshold && Number.isInteger(data.n_flagged)
+    ? { n: data.n_flagged, exact: true }
+    : flaggedCount(data.counts, data.n_rows, t);
+  const share = data.n_rows ? (100 * c.n) / data.n_rows : 0;
+  let where = "";
+  if (t >= data.max) where = " · above every score";
+  else if (t < data.min) where = " · below every score";
+  else if (data.overflow_from != null && t > data.overflow_from) {
+    where = ` · beyond the chart, in the > ${fmt(data.overflow_from)} bar`;
+  }
+  const count = `${c.exact ? "" : "≈"}${c.n.toLocaleString("en-US")}`;
+  return `threshold ${fmt(t)} · ${count} flagged (${share.toFixed(1)} %)${where}`;
+}
+
+// Score <-> pixel. Every bin is equally wide on screen (the bins are evenly spaced on the
+// linear or log axis), so positions interpolate within a bin; the overflow slot right of
+// the bins maps the scores above the last edge linearly up to the highest score.
+export function xScale(data, left, width, slotX, slotW) {
+  const edges = data.edges;
+  const nb = edges.length - 1;
+  const x0 = edges[0];
+  const x1 = edges[nb];
+  const xTop = Math.max(x1, data.max);
+  const hasOverflow = data.overflow_from != null && slotW > 0 && xTop > x1;
+  const bw = width / nb;
+  const binOf = (v) => {
+    let lo = 0;
+    let hi = nb;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (edges[mid] <= v) lo = mid; else hi = mid;
+    }
+    return lo;
+  };
+  const sx = (v) => {
+    if (!(v > x0)) return left;
+    if (v <= x1 || !hasOverflow) {
+      const u = Math.min(v, x1);
+      const i = binOf(u);
+      const span = edges[i + 1] - edges[i];
+      return left + (i + (span > 0 ? (u - edges[i]) / span : 0)) * bw;
+    }
+    return slotX + ((Math.min(v, xTop) - x1) / (xTop - x1)) * slotW;
+  };
+  const valueAt = (px) => {
+    if (px <= left) return x0;
+    if (px <= left + width || !hasOverflow) {
+      const f = Math.min(px - left, width) / bw;
+      const i = Math.min(nb - 1, Math.floor(f));
+      return edges[i] + (f - i) * (edges[i + 1] - edges[i]);
+    }
+    if (px <= slotX) return x1;
+    return x1 + Math.min((px - slotX) / slotW, 1) * (xTop - x1);
+  };
+  return { sx, valueAt, x0, x1, xTop, hasOverflow };
+}
+
+// Where things sit in a chart W x H pixels wide: margins, the bins' width, the overflow slot.
+export function chartLayout(data, W, H) {
+  const m = { l: 52, r: 14, t: 34, b: 34 };
+  const slot = data.overflow_from != null ? 64 : 0; // the overflow bar: scores above the bins
+  const pw = W - m.l - m.r - slot;
+  const ph = H - m.t - m.b;
+  return { m, slot, pw, ph, slotX: m.l + pw + 8, slotW: Math.max(0, slot - 8) };
 }
 
 export default function (component) {
@@ -79,48 +175,12 @@ export default function (component) {
   const yOf = (c) => (data.log ? Math.log10(1 + c) : c);
   const yMaxCount = Math.max(1, ...totals, overflow);
   const yMax = yOf(yMaxCount);
-  const x0 = edges[0];
-  const x1 = edges[nBins];
-  const xTop = Math.max(x1, data.max);
-  const hasOverflow = overflow > 0 && xTop > x1;
 
   const W = Math.max(320, root.clientWidth || 700);
   const H = data.height || 260;
-  const m = { l: 52, r: 14, t: 34, b: 34 };
-  const slot = hasOverflow ? 40 : 0; // the overflow bar: every score above the last bin
-  const pw = W - m.l - m.r - slot;
-  const ph = H - m.t - m.b;
-  const slotX = m.l + pw + 8;
-  const slotW = Math.max(0, slot - 8);
-  const sx = (v) => {
-    if (v <= x0) return m.l;
-    if (v <= x1 || !hasOverflow) return m.l + ((Math.min(v, x1) - x0) / (x1 - x0)) * pw;
-    return slotX + (Math.min(v, xTop) - x1) / (xTop - x1) * slotW;
-  };
-  const valueAt = (px) => {
-    if (px <= m.l) return x0;
-    if (px <= m.l + pw || !hasOverflow) return x0 + ((Math.min(px, m.l + pw) - m.l) / pw) * (x1 - x0);
-    if (px <= slotX) return x1;
-    return x1 + (Math.min(px - slotX, slotW) / slotW) * (xTop - x1);
-  };
+  const { m, slot, pw, ph, slotX, slotW } = chartLayout(data, W, H);
+  const { sx, valueAt, x0, x1, xTop, hasOverflow } = xScale(data, m.l, pw, slotX, slotW);
   const sy = (c) => m.t + ph - (yOf(c) / yMax) * ph;
-
-  const q = data.quantiles || [];
-  const flaggedAbove = (t) => {
-    // Share of scores above t from the quantile table (exact count after release).
-    const n = q.length;
-    if (n < 2) return 0;
-    if (t < q[0]) return data.n_rows;
-    if (t >= q[n - 1]) return 0;
-    let lo = 0, hi = n - 1;
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (q[mid] <= t) lo = mid; else hi = mid;
-    }
-    const frac = q[hi] > q[lo] ? (t - q[lo]) / (q[hi] - q[lo]) : 1;
-    const below = (lo + frac) / (n - 1);
-    return Math.round(data.n_rows * (1 - below));
-  };
 
   root.innerHTML = "";
   const svg = el("svg", { width: W, height: H, role: "img",
@@ -148,6 +208,7 @@ export default function (component) {
   });
   const ax = el("g", { class: "axis" }, svg);
   if (hasOverflow) {
+    el("rect", { class: "slot", x: slotX, y: m.t, width: slotW, height: ph }, bars);
     let acc = 0;
     series.forEach((s) => {
       const c = s.overflow || 0;
@@ -156,25 +217,33 @@ export default function (component) {
       const yBot = sy(acc);
       acc += c;
       const r = el("rect", { x: slotX, y: yTop, width: slotW, height: Math.max(0.5, yBot - yTop),
-        fill: s.color, opacity: 0.75 }, bars);
+        fill: s.color, opacity: 0.75, "data-testid": "threshold-overflow-bar" }, bars);
       const t = el("title", {}, r);
       t.textContent = `${s.name}: ${c} rows with a score above ${fmt(x1)} (up to ${fmt(xTop)})`;
     });
-    const lab = el("text", { x: slotX + slotW / 2, y: m.t + ph + 16, "text-anchor": "middle" }, ax);
-    lab.textContent = "more";
+    const lab = el("text", { x: slotX + slotW / 2, y: m.t + ph + 16, "text-anchor": "middle",
+      "data-testid": "threshold-overflow-label" }, ax);
+    lab.textContent = `> ${fmt(x1)}`;
     const tip = el("title", {}, lab);
-    tip.textContent = `scores from ${fmt(x1)} to ${fmt(xTop)}`;
+    tip.textContent = `${overflow.toLocaleString("en-US")} rows score above the chart's range, ` +
+      `from ${fmt(x1)} to ${fmt(xTop)}; drag the line into this bar for a threshold there`;
+    el("line", { x1: slotX - 4, x2: slotX - 4, y1: m.t, y2: m.t + ph, "stroke-dasharray": "3 3" }, ax);
   }
 
   // axes
   el("line", { x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph }, ax);
-  niceTicks(x0, x1, Math.max(3, Math.floor(pw / 90))).forEach((v) => {
-    el("line", { x1: sx(v), x2: sx(v), y1: m.t + ph, y2: m.t + ph + 4 }, ax);
-    const t = el("text", { x: sx(v), y: m.t + ph + 16, "text-anchor": "middle" }, ax);
+  const ticks = data.ticks || niceTicks(x0, x1, Math.max(3, Math.floor(pw / 90)));
+  let lastTick = -Infinity;
+  ticks.forEach((v) => {
+    const px = sx(v);
+    if (px - lastTick < 36) return; // labels would overlap
+    lastTick = px;
+    el("line", { x1: px, x2: px, y1: m.t + ph, y2: m.t + ph + 4 }, ax);
+    const t = el("text", { x: px, y: m.t + ph + 16, "text-anchor": "middle" }, ax);
     t.textContent = fmt(v);
   });
   const xl = el("text", { x: m.l + pw, y: H - 2, "text-anchor": "end" }, ax);
-  xl.textContent = "anomaly score →";
+  xl.textContent = data.x_scale === "log" ? "anomaly score (log scale) →" : "anomaly score →";
   const yTicks = data.log
     ? [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000].filter((v) => v <= yMaxCount)
     : niceTicks(0, yMaxCount, 4);
@@ -214,13 +283,13 @@ export default function (component) {
     const x = sx(v);
     line.setAttribute("x1", x);
     line.setAttribute("x2", x);
+    // dashed where no score lies beyond the line (below the lowest, above the highest)
+    line.setAttribute("stroke-dasharray", v < data.min || v >= data.max ? "4 3" : "none");
     handle.setAttribute("x", x - 6);
     shade.setAttribute("x", x);
     shade.setAttribute("width", Math.max(0, m.l + pw + slot - x));
     handle.setAttribute("aria-valuenow", v);
-    const n = flaggedAbove(v);
-    const share = data.n_rows ? (100 * n) / data.n_rows : 0;
-    readout.textContent = `threshold ${fmt(v)} · ≈${n.toLocaleString()} flagged (${share.toFixed(1)} %)`;
+    readout.textContent = readoutText(data, v);
     const right = x > m.l + (pw + slot) * 0.6;
     readout.setAttribute("x", right ? x - 8 : x + 8);
     readout.setAttribute("text-anchor", right ? "end" : "start");
@@ -256,11 +325,14 @@ export default function (component) {
 
   let timer = null;
   handle.addEventListener("keydown", (ev) => {
-    const step = (x1 - x0) / (ev.shiftKey ? 20 : 200);
-    if (ev.key === "ArrowLeft" || ev.key === "ArrowDown") state.value -= step;
-    else if (ev.key === "ArrowRight" || ev.key === "ArrowUp") state.value += step;
+    // one pixel per key press (ten with Shift), so steps follow the axis, log and overflow too
+    const px = ev.shiftKey ? 10 : 1;
+    let dir = 0;
+    if (ev.key === "ArrowLeft" || ev.key === "ArrowDown") dir = -1;
+    else if (ev.key === "ArrowRight" || ev.key === "ArrowUp") dir = 1;
     else return;
     ev.preventDefault();
+    state.value = valueAt(sx(state.value) + dir * px);
     place(state.value);
     clearTimeout(timer);
     timer = setTimeout(() => send(state.value), 400);
@@ -279,12 +351,15 @@ def threshold_histogram(
     hist: dict[str, Any],
     threshold: float,
     *,
+    n_flagged: int,
     key: str,
     on_change: Callable[[float], None],
     height: int = 260,
 ) -> None:
     """Draw the histogram ``hist`` (from ``ad_core.plots.histogram_data``) with a draggable line.
 
+    ``n_flagged`` is the page's count of rows above ``threshold``; the readout shows it at
+    the line's resting place, and counts from ``hist["counts"]`` while the line moves.
     When the user moves the line, ``on_change(new_threshold)`` runs as a widget callback,
     i.e. before the next script run, so everything on the page sees the new value at once.
     """
@@ -296,7 +371,12 @@ def threshold_histogram(
 
     _threshold_histogram(
         key=key,
-        data={**hist, "threshold": float(threshold), "height": int(height)},
+        data={
+            **hist,
+            "threshold": float(threshold),
+            "n_flagged": int(n_flagged),
+            "height": int(height),
+        },
         on_threshold_change=_changed,
         height=int(height) + 4,
     )

@@ -1,0 +1,87 @@
+"""The score histogram's data: a range that shows the bulk, and exact flagged counts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ad_core.plots import bulk_upper, flagged_counts, histogram_data
+from ad_core.thresholds import flag
+
+
+def lookup(table: dict, n_rows: int, t: float) -> int:
+    """Return the count the table gives at t, as its docstring (and the chart) reads it."""
+    i = int(np.searchsorted(table["values"], t, side="right")) - 1
+    return n_rows if i < 0 else table["above"][i]
+
+
+def heavy_tailed(n: int = 5000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).lognormal(mean=0.0, sigma=1.5, size=n)
+
+
+def test_bulk_range_counts_a_heavy_tail_in_one_overflow_bar():
+    s = heavy_tailed()
+    labels = (s > np.quantile(s, 0.9)).astype(int)
+    data = histogram_data(s, labels)
+    cut = data["edges"][-1]
+    assert data["x_range"] == "bulk" and data["overflow_from"] == cut == bulk_upper(s)
+    assert cut < s.max() / 10  # the axis no longer stretches to the extreme scores
+    n_over = int((s > cut).sum())
+    assert data["overflow_rows"] == n_over == sum(x["overflow"] for x in data["series"])
+    assert 0 < n_over <= 0.05 * s.size
+    for series, value in zip(data["series"], (0, 1), strict=True):
+        group = s[labels == value]
+        assert sum(series["counts"]) == int((group <= cut).sum())
+        assert series["overflow"] == int((group > cut).sum())
+
+
+def test_bulk_range_is_the_full_range_when_there_is_no_tail():
+    s = np.random.default_rng(1).normal(size=3000)
+    data = histogram_data(s)
+    assert data["overflow_from"] is None and data["overflow_rows"] == 0
+    assert data["edges"][-1] == pytest.approx(s.max())
+    assert sum(data["series"][0]["counts"]) == s.size
+
+
+def test_full_and_log_ranges_bin_every_score():
+    s = heavy_tailed()
+    full = histogram_data(s, x_range="full")
+    assert full["overflow_from"] is None and full["edges"][-1] == s.max()
+    assert np.allclose(np.diff(full["edges"]), np.diff(full["edges"])[0])
+    log = histogram_data(s, x_range="log")
+    assert log["x_scale"] == "log" and log["overflow_from"] is None
+    assert log["edges"][0] == s.min() and log["edges"][-1] == s.max()
+    assert np.allclose(np.diff(np.log(log["edges"])), np.log(s.max() / s.min()) / 80)
+    assert sum(log["series"][0]["counts"]) == s.size
+    assert log["ticks"] and all(s.min() <= t <= s.max() for t in log["ticks"])
+    with pytest.raises(ValueError, match="positive scores"):
+        histogram_data(s - 1.0, x_range="log")
+    with pytest.raises(ValueError, match="x_range"):
+        histogram_data(s, x_range="wide")
+
+
+def test_flagged_counts_are_exact_at_ties_edges_and_between_scores():
+    s = np.round(heavy_tailed(3000), 1)  # many ties
+    data = histogram_data(s)
+    table = data["counts"]
+    assert table["exact"] and table["values"] == sorted(set(s.tolist()))
+    values = np.asarray(table["values"])
+    probes = [s.min() - 1, s.max(), s.max() + 1, *data["edges"], *values, *(values + 0.05)]
+    for t in probes:
+        assert lookup(table, s.size, t) == int(flag(s, t).sum()), t
+
+
+def test_thinned_flagged_counts_are_exact_at_their_points():
+    s = heavy_tailed(50_000)
+    table = flagged_counts(s, max_points=501)
+    assert not table["exact"] and len(table["values"]) <= 501
+    assert table["values"][0] == s.min() and table["values"][-1] == s.max()
+    for v, above in zip(table["values"], table["above"], strict=True):
+        assert above == int((s > v).sum())
+
+
+def test_histogram_data_is_plain_json():
+    data = histogram_data(heavy_tailed(500), np.r_[np.zeros(490), np.ones(10)].astype(int))
+    assert json.loads(json.dumps(data, allow_nan=False)) == data

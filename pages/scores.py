@@ -292,6 +292,20 @@ if has_truth:
         )
     for note in notes:
         st.caption(note)
+    if cv["auroc"] == cv["auroc"] and cv["auroc"] < 0.5:
+        share = float((truth == 1).sum() / max(1, (truth != -1).sum()))
+        st.warning(
+            f"AUROC {cv['auroc']:.3f} is worse than chance: the run ranks these anomalies "
+            "below normal rows. "
+            + (
+                f"{share:.0%} of the rows are anomalies, and a model trained on them learns "
+                "them as normal. On the Train page, train on rows whose ground truth is normal "
+                "(or on rows you labelled normal), or give Deep SAD some labels."
+                if share > 0.2
+                else "The detector's assumption may not fit this data: try another detector."
+            ),
+            icon=":material/trending_down:",
+        )
 
     counts = confusion_at(cv["truth"], cv["scores"], threshold)
     prf = prf_at(cv["truth"], cv["scores"], threshold)

@@ -1,0 +1,61 @@
+"""The README's walkthrough, through the app's forms: the ECG sample reaches what it promises."""
+
+from __future__ import annotations
+
+from ad_core.runs import TRAIN_ON
+from ad_core.store import Workspace
+from ad_studio_ui import training
+from ad_studio_ui.apptest import open_page, problems
+from ad_studio_ui.labels import label_rows
+
+
+def _train(at, train_on: str) -> None:
+    at.radio(key="train_on").set_value(train_on)
+    assert at.checkbox(key="train_holdout_on").value  # on by default: the sample has truth
+    at.get("form_submit_button")[0].click().run()
+    assert not problems(at), problems(at)
+    job = training.get_job(at.session_state["training_run_id"])
+    assert job.wait(timeout=180) and job.status == "done", job.error
+    at.run()
+
+
+def _auroc(at) -> float:
+    assert any("held-out rows the model never saw" in m.value for m in at.markdown)
+    return float(next(m.value for m in at.metric if m.label == "AUROC"))
+
+
+def test_readme_walkthrough_reaches_its_held_out_auroc(app):
+    app.button(key="sample_ecg5000").click().run()
+    at = open_page(app, "train")
+    assert at.selectbox(key="train_detector").value == "autoencoder"  # the default detector
+    # The page says why training on every beat is a poor idea here.
+    assert any("ground truth is normal" in w.value for w in at.warning)
+    _train(at, "truth_normal")
+    at = open_page(at, "scores")
+    assert not problems(at), problems(at)
+    assert _auroc(at) >= 0.90
+
+
+def test_training_on_every_beat_is_worse_than_chance_and_the_page_says_why(app):
+    app.button(key="sample_ecg5000").click().run()
+    at = open_page(app, "train")
+    _train(at, "all")
+    at = open_page(at, "scores")
+    assert _auroc(at) < 0.5
+    assert any("worse than chance" in w.value for w in at.warning)
+
+
+def test_training_on_rows_labelled_normal_is_offered_once_there_are_some(app):
+    app.button(key="sample_ecg5000").click().run()
+    at = open_page(app, "train")
+    offered = TRAIN_ON["labelled_normal"]
+    assert offered not in at.radio(key="train_on").options  # nothing to train on yet
+    ws = Workspace()
+    dataset_id = at.session_state["dataset_id"]
+    keys = [str(k) for k in ws.load_dataset_frame(dataset_id)["beat_id"].iloc[:40]]
+    label_rows(ws, dataset_id, keys, 0, "tester")
+    at.run()
+    assert offered in at.radio(key="train_on").options
+    _train(at, "labelled_normal")
+    run = ws.get_run(at.session_state["run_id"])
+    assert run.metrics["n_train"] == 40 and run.metrics["train_on"] == "labelled_normal"

@@ -102,14 +102,15 @@ with st.form("train_form"):
         )
     st.markdown("**Training rows and evaluation**")
     t1, t2 = st.columns([2, 1])
-    state.kept_widget("train_on", "all")
-    if st.session_state["train_on"] not in train_on_options:  # e.g. the labels were cleared
-        st.session_state["train_on"] = "all"
+    # Per dataset: what suits one (its ground truth, its labels) may not exist in another.
+    train_on_key = state.kept_widget(f"train_on.{view.dataset_id}", "all")
+    if st.session_state[train_on_key] not in train_on_options:  # e.g. the labels were cleared
+        st.session_state[train_on_key] = "all"
     train_on = t1.radio(
         "Train on",
         train_on_options,
         format_func=TRAIN_ON.get,
-        key="train_on",
+        key=train_on_key,
         help="Which rows the model learns from; every row is scored. Rows labelled as "
         "anomalies, or whose ground truth is anomalous, can be kept out so that the model "
         "learns what normal looks like (the novelty set-up)."
@@ -117,7 +118,7 @@ with st.form("train_form"):
     )
     holdout_on = t2.checkbox(
         "Hold out rows for evaluation",
-        key=state.kept_widget("train_holdout_on", has_truth),
+        key=state.kept_widget(f"train_holdout_on.{view.dataset_id}", has_truth),
         help="A seeded, stratified share of the rows that the model never sees; the Scores "
         "page reports its figures on them. Rows you labelled are never held out.",
     )
@@ -127,7 +128,7 @@ with st.form("train_form"):
         max_value=0.9,
         step=0.05,
         format="%.2f",
-        key=state.kept_widget("train_holdout", DEFAULT_HOLDOUT),
+        key=state.kept_widget(f"train_holdout.{view.dataset_id}", DEFAULT_HOLDOUT),
     )
     st.caption(
         "Preprocessing: "

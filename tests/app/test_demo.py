@@ -10,8 +10,10 @@ from ad_studio_ui.labels import label_rows
 
 
 def _train(at, train_on: str) -> None:
-    at.radio(key="train_on").set_value(train_on)
-    assert at.checkbox(key="train_holdout_on").value  # on by default: the sample has truth
+    dataset_id = at.session_state["dataset_id"]
+    at.radio(key=f"train_on.{dataset_id}").set_value(train_on)
+    # on by default: the sample has ground truth
+    assert at.checkbox(key=f"train_holdout_on.{dataset_id}").value
     at.get("form_submit_button")[0].click().run()
     assert not problems(at), problems(at)
     job = training.get_job(at.session_state["training_run_id"])
@@ -48,14 +50,14 @@ def test_training_on_every_beat_is_worse_than_chance_and_the_page_says_why(app):
 def test_training_on_rows_labelled_normal_is_offered_once_there_are_some(app):
     app.button(key="sample_ecg5000").click().run()
     at = open_page(app, "train")
-    offered = TRAIN_ON["labelled_normal"]
-    assert offered not in at.radio(key="train_on").options  # nothing to train on yet
-    ws = Workspace()
     dataset_id = at.session_state["dataset_id"]
+    offered = TRAIN_ON["labelled_normal"]
+    assert offered not in at.radio(key=f"train_on.{dataset_id}").options  # nothing to train on yet
+    ws = Workspace()
     keys = [str(k) for k in ws.load_dataset_frame(dataset_id)["beat_id"].iloc[:40]]
     label_rows(ws, dataset_id, keys, 0, "tester")
     at.run()
-    assert offered in at.radio(key="train_on").options
+    assert offered in at.radio(key=f"train_on.{dataset_id}").options
     _train(at, "labelled_normal")
     run = ws.get_run(at.session_state["run_id"])
     assert run.metrics["n_train"] == 40 and run.metrics["train_on"] == "labelled_normal"

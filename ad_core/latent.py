@@ -27,8 +27,14 @@ import numpy as np
 
 PROJECTIONS = ("pca", "umap")
 SUPPORTS = ("hull", "kde")
-#: the "kde" support uses a kernel this many times wider than the density's
+#: the "kde" support uses a kernel this many times wider than Scott's rule
 SUPPORT_WIDENING = 3.0
+#: the kernel's width is the median distance of a training code to its k-th nearest code
+NEIGHBOURS = 10
+#: a cell is (nearly) empty when its kernel sees fewer training codes than this
+EMPTY_COUNT = 1.5
+#: the sparsest share of the training codes is the fringe, left out of the hull
+FRINGE_QUANTILE = 0.02
 
 
 def _as_points(Z: Any, name: str) -> np.ndarray:
@@ -107,14 +113,16 @@ class HoleMap:
     def n_in_hole(self) -> int:
         return int(self.in_hole.sum())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, points: bool = True) -> dict[str, Any]:
         """Return what a plot needs as plain Python values (JSON-serialisable).
 
         ``vacant_density`` is the density grid with ``None`` outside vacant cells, ready to be
         drawn as a shaded overlay; ``hole_indicator`` is ``None`` unless the map carries it.
+        ``points=False`` leaves out the per-point lists (``in_hole``, ``outside_support``,
+        ``point_density``, ``hole_indicator``): the grid alone, small whatever the rows.
         """
         vacant_density = np.where(self.vacant, self.density, np.nan)
-        return {
+        grid = {
             "x_edges": self.x_edges.tolist(),
             "y_edges": self.y_edges.tolist(),
             "x_centers": self.x_centers.tolist(),
@@ -125,15 +133,21 @@ class HoleMap:
             "vacant_density": [
                 [None if np.isnan(v) else float(v) for v in row] for row in vacant_density
             ],
-            "in_hole": self.in_hole.tolist(),
-            "outside_support": self.outside_support.tolist(),
-            "point_density": self.point_density.tolist(),
             "n_in_hole": self.n_in_hole,
             "hole_cell_share": float(self.hole_cell_share),
             "density_threshold": float(self.density_threshold),
             "bandwidth": [float(b) for b in self.bandwidth],
             "support_method": self.support_method,
-            "hole_indicator": None if self.hole_indicator is None else self.hole_indicator.tolist(),
+        }
+        if not points:
+            return grid
+        scores = None if self.hole_indicator is None else self.hole_indicator.tolist()
+        return {
+            **grid,
+            "in_hole": self.in_hole.tolist(),
+            "outside_support": self.outside_support.tolist(),
+            "point_density": self.point_density.tolist(),
+            "hole_indicator": scores,
         }
 
 
@@ -166,6 +180,8 @@ def _hull_support(train: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarr
     """Return cells whose centre lies in the training codes' convex hull (None if degenerate)."""
     from scipy.spatial import ConvexHull, QhullError
 
+    if train.shape[0] < 3:
+        return None
     try:
         hull = ConvexHull(train)
     except (QhullError, ValueError):
@@ -178,32 +194,77 @@ def _hull_support(train: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarr
     return inside.all(axis=1).reshape(gx.shape)
 
 
+def neighbour_bandwidth(train: np.ndarray, k: int = NEIGHBOURS, max_queries: int = 5000) -> float:
+    """Return the median distance of a training code to its ``k``-th nearest other code.
+
+    The local spacing of the codes where they are, which neither the distance between
+    clusters nor far-off outliers inflate (a standard deviation, and so Scott's rule, is
+    dominated by both). At most ``max_queries`` codes (a seeded sample) are asked, against
+    all of them, so 100 000 codes cost a few tens of milliseconds. Returns 0.0 for fewer than
+    two codes or when most codes are duplicates.
+    """
+    from scipy.spatial import cKDTree
+
+    n = train.shape[0]
+    if n < 2:
+        return 0.0
+    k = int(min(max(1, k), n - 1))
+    queries = train
+    if n > max_queries:
+        queries = train[np.random.default_rng(0).choice(n, max_queries, replace=False)]
+    dist, _ = cKDTree(train).query(queries, k=k + 1)  # the nearest is the code itself
+    return float(np.median(np.atleast_2d(dist)[:, -1]))
+
+
 def find_holes(
     train_coords: Any,
     coords: Any = None,
     grid_size: int = 60,
     support: str = "hull",
-    empty_quantile: float = 0.02,
     *,
+    empty_count: float = EMPTY_COUNT,
+    fringe_quantile: float = FRINGE_QUANTILE,
+    neighbours: int = NEIGHBOURS,
     bandwidth: float | None = None,
     hole_indicator: Any = None,
 ) -> HoleMap:
     """Return the :class:`HoleMap` of the 2-D training codes, with ``coords`` placed on it.
 
+    A vacant hole is a region inside the support of the training codes where (almost) no
+    training code lands. Every choice below is free of the map's units and of how its codes
+    are spread overall, so that a PCA map (one wide cloud, sparse bridges, far outliers) and
+    a UMAP map (tight clusters, wide gaps, no far outliers) of the same codes are read by
+    the same rule:
+
     - Grid: ``grid_size`` x ``grid_size`` cells over the training codes' bounding box plus 5 %
       on each side (points beyond it are off the grid: outside the support, never in a hole).
-    - Density: histogram of the training codes smoothed by a Gaussian kernel, bandwidth by
-      Scott's rule per axis (n^(-1/6) times the standard deviation) unless ``bandwidth`` (map
-      units) is given; never narrower than half a cell.
-    - Support: ``"hull"``, the convex hull of the training codes that do not sit in (nearly)
-      empty cells themselves (a compact latent image is what the holes live in; leaving out
-      the sparse fringe keeps the edge of a blob from counting as a hole); ``"kde"``, where the same estimate with a kernel three times
-      wider is at least as dense as all but ``empty_quantile`` of the training codes, which
-      follows non-convex shapes but only encloses holes a few bandwidths wide.
-    - Vacant: support cells whose density is below the ``empty_quantile`` quantile of the
-      density at the training codes, i.e. emptier than where all but that share of the
-      training codes sit.
-    - ``coords`` (default: the training codes) are marked ``in_hole`` when their cell is vacant.
+    - Bandwidth: one isotropic Gaussian kernel (map axes share their units, for PCA as for
+      UMAP), its standard deviation the median distance of a training code to its
+      ``neighbours``-th nearest one (:func:`neighbour_bandwidth`): the spacing of the codes
+      where they are. Scott's rule (n^(-1/6) times the standard deviation per axis) was used
+      before; on a map of several clusters the standard deviation measures the distance
+      between the clusters, and the kernel then smeared small groups of codes into "empty"
+      cells. ``bandwidth`` (map units) overrides it; never narrower than half a cell.
+    - Emptiness, as a count: at each cell, the number of training codes the kernel sees,
+      ``density * n * 2 pi sigma_x sigma_y`` (one code alone under the kernel's centre counts
+      about 1; where codes are typical it is about 2 x ``neighbours``). A cell is (nearly)
+      empty when that count is below ``empty_count`` (1.5: emptier than one lone code). A
+      threshold taken as a quantile of the density at the training codes, as before, marked
+      that share of the training codes "in a hole" by construction, wherever they sat.
+    - Support: ``"hull"``, the convex hull of the *core* training codes, those whose place the
+      other codes make non-empty (the count without the code itself is at least
+      ``empty_count``) and no sparser than the ``fringe_quantile`` quantile of the training
+      codes (the sparse fringe and far-off outliers would otherwise stretch the hull over
+      empty space; a collinear core holds no area, and no hole); ``"kde"``, where a much
+      smoother estimate (Scott's rule widened
+      :data:`SUPPORT_WIDENING` times) is at least as dense as all but ``fringe_quantile`` of
+      the training codes, which follows non-convex shapes but only encloses wide holes.
+      Cells within one bandwidth of the support's edge are its rim, never a hole: the edge of
+      a cloud is where codes thin out, not a region inside it.
+    - Vacant: support cells, off the rim, that are (nearly) empty.
+    - ``coords`` (default: the training codes) are marked ``in_hole`` when their cell is
+      vacant: exactly the cells a plot shades. A training code can be in a hole only when it
+      sits alone there.
     - ``hole_indicator``: optional per-``coords`` scores carried along for the plot (see
       :func:`hole_indicator`).
     """
@@ -215,8 +276,12 @@ def find_holes(
         raise ValueError(f"coords must have 2 columns, got {points.shape[1]}.")
     if support not in SUPPORTS:
         raise ValueError(f"support must be one of {', '.join(SUPPORTS)}; got {support!r}.")
-    if not 0.0 <= float(empty_quantile) < 1.0:
-        raise ValueError(f"empty_quantile must be in [0, 1), got {empty_quantile}.")
+    if not 0.0 <= float(fringe_quantile) < 1.0:
+        raise ValueError(f"fringe_quantile must be in [0, 1), got {fringe_quantile}.")
+    if not float(empty_count) > 0.0:
+        raise ValueError(f"empty_count must be positive, got {empty_count}.")
+    if bandwidth is not None and not float(bandwidth) > 0.0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}.")
     g = int(grid_size)
     if g < 4:
         raise ValueError(f"grid_size must be at least 4, got {grid_size}.")
@@ -235,35 +300,36 @@ def find_holes(
     lo, hi = lo - 0.05 * span, hi + 0.05 * span
     x_edges = np.linspace(lo[0], hi[0], g + 1)
     y_edges = np.linspace(lo[1], hi[1], g + 1)
-    cell = ((hi[0] - lo[0]) / g, (hi[1] - lo[1]) / g)
+    cell = np.array([(hi[0] - lo[0]) / g, (hi[1] - lo[1]) / g])
+    cx = 0.5 * (x_edges[:-1] + x_edges[1:])
+    cy = 0.5 * (y_edges[:-1] + y_edges[1:])
 
     ix, iy, _ = _cells(train, x_edges, y_edges)
     counts = np.bincount(iy * g + ix, minlength=g * g).reshape(g, g).astype(np.float64)
-    if bandwidth is None:
-        std = train.std(axis=0)
-        std = np.where(std > 0, std, span / 4.0)
-        bw = std * n ** (-1.0 / 6.0)
-    else:
-        bw = np.full(2, float(bandwidth))
-    bw = np.maximum(bw, 0.5 * np.asarray(cell))
-    density = _smoothed_density(counts, n, cell, (bw[0], bw[1]))
-    q = float(empty_quantile)
-    threshold = float(np.quantile(density[iy, ix], q)) if q > 0 else 0.0
+    sigma = neighbour_bandwidth(train, neighbours) if bandwidth is None else float(bandwidth)
+    bw = np.maximum(np.full(2, sigma), 0.5 * cell)
+    density = _smoothed_density(counts, n, (cell[0], cell[1]), (bw[0], bw[1]))
+    per_code = n * 2.0 * np.pi * bw[0] * bw[1]  # density -> codes seen by the kernel
+    threshold = float(empty_count) / per_code
+    # What the other codes make of a code's place: its own share (about 1) taken out.
+    others = density[iy, ix] * per_code - _self_count(cell, bw)
 
-    train_density = density[iy, ix]
+    fringe = float(empty_count)
+    if fringe_quantile > 0:
+        fringe = max(fringe, float(np.quantile(others, fringe_quantile)))
     if support == "hull":
-        # The hull of the codes that are not themselves in (nearly) empty places: the sparse
-        # fringe of a blob is its edge, not a hole.
-        core = train[train_density >= threshold]
-        inside = _hull_support(core, 0.5 * (x_edges[:-1] + x_edges[1:]),
-                               0.5 * (y_edges[:-1] + y_edges[1:]))  # fmt: skip
+        inside = _hull_support(train[others >= fringe], cx, cy)
         if inside is None:  # collinear or too few codes: no area to hold a hole
             inside = density >= threshold
     else:
-        wide = _smoothed_density(counts, n, cell, (SUPPORT_WIDENING * bw[0],
-                                                   SUPPORT_WIDENING * bw[1]))  # fmt: skip
-        inside = wide >= (float(np.quantile(wide[iy, ix], q)) if q > 0 else 0.0)
-    vacant = inside & (density < threshold)
+        std = train.std(axis=0)
+        std = np.where(std > 0, std, span / 4.0)
+        wide_bw = SUPPORT_WIDENING * np.maximum(std * n ** (-1.0 / 6.0), 0.5 * cell)
+        wide = _smoothed_density(counts, n, (cell[0], cell[1]), (wide_bw[0], wide_bw[1]))
+        level = float(np.quantile(wide[iy, ix], fringe_quantile)) if fringe_quantile > 0 else 0
+        inside = wide >= level
+    inner = _off_rim(inside, cell, float(bw.max()))
+    vacant = inner & (density < threshold)
 
     px, py, on_grid = _cells(points, x_edges, y_edges)
     in_hole = on_grid & vacant[py, px]
@@ -285,6 +351,33 @@ def find_holes(
         support_method=support,
         hole_indicator=scores,
     )
+
+
+def _self_count(cell: np.ndarray, bw: np.ndarray) -> float:
+    """Return what one code adds to the kernel count of its own cell (about 1)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    weights = []
+    for c, s in zip(cell, bw, strict=True):
+        half = int(np.ceil(4.0 * s / c))
+        impulse = np.zeros(2 * half + 1)
+        impulse[half] = 1.0
+        weights.append(float(gaussian_filter1d(impulse, s / c, mode="constant")[half]))
+    return weights[0] * weights[1] * 2.0 * np.pi * float(bw[0] * bw[1]) / float(cell[0] * cell[1])
+
+
+def _off_rim(inside: np.ndarray, cell: np.ndarray, width: float) -> np.ndarray:
+    """Return the support cells farther than ``width`` (map units) from the support's edge."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not inside.any():
+        return inside.copy()
+    # Pad with outside cells so the grid's border counts as the edge too.
+    padded = np.pad(inside, 1, constant_values=False)
+    dist = distance_transform_edt(padded, sampling=(cell[1], cell[0]))[1:-1, 1:-1]
+    # A cell's distance is to the nearest outside cell *centre*; the edge lies half a cell
+    # nearer.
+    return inside & (dist - 0.5 * float(cell.max()) > width)
 
 
 def hole_indicator(detector: Any, X: Any) -> np.ndarray | None:

@@ -502,14 +502,14 @@ def latent_map_figure(
 
 
 def _add_hole_layer(fig: go.Figure, holes: Mapping[str, Any]) -> None:
-    """Shade vacant grid cells (where training rows never land) under the points."""
+    """Shade the vacant cells ((nearly) empty places inside the training rows' region)."""
     vacant = np.asarray(holes["vacant"], dtype=bool)
     if not vacant.any():
         return
     x_edges = np.asarray(holes["x_edges"], dtype=np.float64)
     y_edges = np.asarray(holes["y_edges"], dtype=np.float64)
-    # vacant is indexed [x_bin, y_bin]; a heatmap's z is [row = y, column = x].
-    z = np.where(vacant.T, 1.0, np.nan)
+    # vacant is indexed [y_bin, x_bin] (ad_core.latent.HoleMap), a heatmap's z layout.
+    z = np.where(vacant, 1.0, np.nan)
     fig.add_heatmap(
         x=(x_edges[:-1] + x_edges[1:]) / 2,
         y=(y_edges[:-1] + y_edges[1:]) / 2,

@@ -3,7 +3,9 @@
 PCA is computed at once; UMAP on request. Both are saved in the run folder
 (``map_<method>.npy``, with ``map_<method>_rows.npy`` when only a sample of rows is mapped),
 so a map is computed once per run, across sessions and server restarts. Holes come from
-``ad_core.latent.find_holes`` on the map of the training rows.
+``ad_core.latent.find_holes`` on the map of the run's training rows (``ROLE_TRAIN`` in
+``run_row_roles``); every mapped row, held out or not, is then placed on it
+(:func:`run_holes`), and :func:`hole_message` says what landed where.
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ import streamlit as st
 
 from ad_core.store import RunRecord, Workspace
 from ad_studio_ui.workspace import (
+    ROLE_HELDOUT,
+    ROLE_TRAIN,
+    ROLE_UNUSED,
     _dataset_view,
     _readonly,
     _run_detector,
     _run_features,
     _workspace,
     get_workspace,
-    run_train_rows,
+    run_row_roles,
 )
 
-#: UMAP maps at most this many rows (a seeded sample, training rows first)
+#: UMAP maps at most this many rows (a seeded sample, see ``_map_rows``)
 UMAP_MAX_ROWS = 50_000
+#: the least share of a UMAP sample kept for training rows when there are enough of them
+UMAP_TRAIN_SHARE = 0.8
 METHODS = {"pca": "PCA", "umap": "UMAP"}
 
 
@@ -78,15 +85,26 @@ def _project(Z: np.ndarray, method: str) -> np.ndarray:
 
 
 def _map_rows(n_rows: int, train_rows: np.ndarray, method: str) -> np.ndarray:
+    """Return the dataset rows a map holds: all for PCA; for UMAP at most ``UMAP_MAX_ROWS``.
+
+    A UMAP sample keeps at least ``UMAP_TRAIN_SHARE`` of its rows for training rows (holes are
+    found among them) and gives the rest to the other rows (held out, left out), so that they
+    can be seen landing in the holes; a side with fewer rows leaves its room to the other.
+    """
     if method == "pca" or n_rows <= UMAP_MAX_ROWS:
         return np.arange(n_rows)
     rng = np.random.default_rng(0)
-    train_rows = np.asarray(train_rows)
-    if train_rows.size >= UMAP_MAX_ROWS:
-        return np.sort(rng.choice(train_rows, UMAP_MAX_ROWS, replace=False))
+    train_rows = np.asarray(train_rows, dtype=np.int64)
     rest = np.setdiff1d(np.arange(n_rows), train_rows)
-    extra = rng.choice(rest, UMAP_MAX_ROWS - train_rows.size, replace=False)
-    return np.sort(np.concatenate([train_rows, extra]))
+    n_train = min(
+        train_rows.size, max(int(UMAP_TRAIN_SHARE * UMAP_MAX_ROWS), UMAP_MAX_ROWS - rest.size)
+    )
+    n_rest = min(rest.size, UMAP_MAX_ROWS - n_train)
+    picked = [
+        rng.choice(train_rows, n_train, replace=False),
+        rng.choice(rest, n_rest, replace=False),
+    ]
+    return np.sort(np.concatenate(picked))
 
 
 def _map_files(folder: Path, method: str) -> tuple[Path, Path]:
@@ -101,13 +119,14 @@ def compute_map(ws: Workspace, run_id: int, method: str, Z: np.ndarray | None = 
     """
     from ad_core import load_detector
     from ad_core.data import Preprocessor
-    from ad_studio_ui.workspace import MODEL_DIR, PREPROCESSOR_FILE, run_train_rows
+    from ad_studio_ui.workspace import MODEL_DIR, PREPROCESSOR_FILE
 
     run = ws.get_run(run_id)
     folder = ws.run_dir(run_id)
     frame = ws.load_dataset_frame(run.dataset_id)
     n_rows = len(frame)
-    rows = _map_rows(n_rows, run_train_rows(run, n_rows, ws=ws), method)
+    train_rows = np.flatnonzero(run_row_roles(run, n_rows, ws=ws) == ROLE_TRAIN)
+    rows = _map_rows(n_rows, train_rows, method)
     if Z is None:
         X = Preprocessor.load(folder / PREPROCESSOR_FILE).transform(frame.iloc[rows])
         Z = load_detector(folder / MODEL_DIR).transform(X) if _has_latent(run) else X
@@ -218,21 +237,127 @@ def run_map(run: RunRecord, method: str) -> RunMap:
     )
 
 
+#: fewer training rows than this on a map give no area to find holes in
+MIN_TRAIN_ROWS_FOR_HOLES = 10
+#: how the page names each role, singular and plural
+ROLE_WORDS = {
+    ROLE_TRAIN: ("training row", "training rows"),
+    ROLE_HELDOUT: ("held-out row", "held-out rows"),
+    ROLE_UNUSED: ("left-out row", "left-out rows"),
+}
+
+
+@dataclass(frozen=True)
+class RunHoles:
+    """The vacant holes of a run's map, and what each mapped row was to the run.
+
+    ``holes`` is the ``ad_core.latent.HoleMap`` of the map's training rows with every mapped
+    row placed on it (its per-point arrays follow ``RunMap.rows``); ``roles[i]`` is the role
+    (``ROLE_TRAIN``, ``ROLE_HELDOUT``, ``ROLE_UNUSED``) of map row ``i``.
+    """
+
+    holes: Any
+    roles: np.ndarray
+
+    @property
+    def in_hole(self) -> np.ndarray:
+        return np.asarray(self.holes.in_hole, dtype=bool)
+
+    @property
+    def n_vacant_cells(self) -> int:
+        return int(np.asarray(self.holes.vacant, dtype=bool).sum())
+
+    def counts(self, where: str = "in_hole") -> dict[int, tuple[int, int]]:
+        """Return ``{role: (rows there, rows mapped)}`` for the roles the map holds.
+
+        ``where``: ``"in_hole"`` or ``"outside_support"`` (beyond the region the training
+        rows cover, or off the grid).
+        """
+        there = np.asarray(getattr(self.holes, where), dtype=bool)
+        out = {}
+        for role in (ROLE_TRAIN, ROLE_HELDOUT, ROLE_UNUSED):
+            mine = self.roles == role
+            if mine.any():
+                out[role] = (int((mine & there).sum()), int(mine.sum()))
+        return out
+
+
 @st.cache_resource(show_spinner="Looking for holes in the map...", max_entries=8)
-def _holes(home: str, run_id: int, method: str, _map: RunMap, _train_mask: np.ndarray) -> Any:
-    try:
-        from ad_core.latent import find_holes
-    except ModuleNotFoundError:
+def _holes(home: str, run_id: int, method: str, _map: RunMap, train_mask: np.ndarray) -> Any:
+    # The mask is part of the key (hashing it costs a millisecond per million rows): a roles
+    # file that appears or changes must not meet holes found on other training rows.
+    from ad_core.latent import find_holes
+
+    return find_holes(_map.coords[train_mask], _map.coords)
+
+
+def run_holes(run: RunRecord, rmap: RunMap, n_rows: int) -> RunHoles | None:
+    """Return the holes of a map and the role of each mapped row, or None without enough
+    training rows on the map to find holes among.
+
+    Holes are found on the map of the training rows only (``ROLE_TRAIN``): a hole is a place
+    where (almost) none of the rows the model learnt from lies. Held-out and left-out rows
+    are then placed on that map.
+    """
+    roles = run_row_roles(run, n_rows)[rmap.rows]
+    train = roles == ROLE_TRAIN
+    if int(train.sum()) < MIN_TRAIN_ROWS_FOR_HOLES:
         return None
-    return find_holes(_map.coords[_train_mask], _map.coords)
+    holes = _holes(str(get_workspace().home), int(run.id), rmap.method, rmap, train)
+    return RunHoles(holes=holes, roles=_readonly(roles))
 
 
-def run_holes(run: RunRecord, rmap: RunMap, n_rows: int) -> Any:
-    """Return the HoleMap of a map (vacant cells of the training rows' density), or None."""
-    train = np.zeros(n_rows, dtype=bool)
-    train[run_train_rows(run, n_rows)] = True
-    mask = train[rmap.rows]
-    return _holes(str(get_workspace().home), int(run.id), rmap.method, rmap, mask)
+def _rows_phrase(role: int, n: int) -> str:
+    one, many = ROLE_WORDS[role]
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def hole_message(run_holes: RunHoles) -> str:
+    """Return what the page says about the holes: what they are, and who landed in them."""
+    counts = run_holes.counts()
+    others = ROLE_HELDOUT in counts or ROLE_UNUSED in counts
+    if run_holes.n_vacant_cells == 0:
+        text = (
+            "**Holes**: none on this map. Inside the region the training rows cover, no place "
+            "is (nearly) empty of them."
+        )
+    else:
+        parts = [
+            f"{counts[role][0]:,} of the {_rows_phrase(role, counts[role][1])}"
+            for role in (ROLE_HELDOUT, ROLE_UNUSED, ROLE_TRAIN)
+            if role in counts
+        ]
+        text = (
+            "**Holes** (shaded): places inside the region covered by the training rows where "
+            "almost no training row lands. In them: " + ", ".join(parts) + "."
+        )
+        n_train_in = counts.get(ROLE_TRAIN, (0, 0))[0]
+        if n_train_in == 1:
+            text += (
+                " The training row there lies alone, away from the other training rows: the "
+                "model saw few rows like it."
+            )
+        elif n_train_in:
+            text += (
+                f" The {n_train_in:,} training rows there each lie alone, away from the other "
+                "training rows: the model saw few rows like them."
+            )
+        if others:
+            text += (
+                " Rows in a hole are unlike what the model was trained on, even when their "
+                "score is low."
+            )
+    if not others:
+        return text + " This run trained on every mapped row and held none out."
+    beyond = [
+        f"{n:,} of the {_rows_phrase(role, mapped)}"
+        for role, (n, mapped) in run_holes.counts("outside_support").items()
+        if role != ROLE_TRAIN and n
+    ]
+    if beyond:
+        text += " Beyond the region the training rows cover (not a hole): " + ", ".join(beyond)
+        text += "."
+    return text
 
 
 def display_rows(

@@ -2,7 +2,6 @@
 
 import time
 
-import numpy as np
 import streamlit as st
 
 from ad_core.plots import latent_map_figure
@@ -13,6 +12,7 @@ from ad_studio_ui.labels import label_rows, selected_row_keys
 from ad_studio_ui.maps import (
     METHODS,
     display_rows,
+    hole_message,
     map_available,
     map_job,
     queue_key,
@@ -86,8 +86,14 @@ except Exception as exc:
     st.stop()
 
 rows = rmap.rows
-holes = run_holes(run, rmap, view.n_rows) if show_holes else None
-in_hole = None if holes is None else np.asarray(holes.in_hole, dtype=bool)
+found, hole_problem = None, None
+if show_holes:
+    try:
+        found = run_holes(run, rmap, view.n_rows)
+    except Exception as exc:  # said on the page, the map still shows
+        hole_problem = f"Holes could not be looked for on this map: {exc}"
+holes = None if found is None else found.holes.to_dict(points=False)
+in_hole = None if found is None else found.in_hole
 flag_rows = flag(scores[rows], threshold)
 label_rows_map = labels[rows]
 priority = flag_rows | (label_rows_map != -1)
@@ -122,7 +128,7 @@ fig = latent_map_figure(
     color=color,
     color_kind=kind,
     hover=hover,
-    holes=None if holes is None else holes.to_dict(),
+    holes=holes,
     in_hole=None if in_hole is None else in_hole[shown],
     axis_names=(f"{METHODS[method]} 1", f"{METHODS[method]} 2"),
     color_title="score<br>percentile",
@@ -178,18 +184,26 @@ b[3].button(
 
 # --- holes --------------------------------------------------------------------------------
 if show_holes:
-    if holes is None:
-        st.caption("Hole detection needs ad_core.latent, which is not available here.")
+    if hole_problem is not None:
+        st.warning(hole_problem)
+    elif found is None:
+        st.caption(
+            "Holes are looked for among the training rows on the map, and this map has too "
+            "few of them."
+        )
     else:
         hole_keys = view.keys[rows[in_hole]].tolist()
-        st.markdown(
-            f"**Holes**: {len(hole_keys):,} row(s) fall in regions where no training row lands "
-            "(shaded). Rows there are new to the model even when their score is low."
-        )
+        st.markdown(hole_message(found))
 
         def send_holes() -> None:
             ws.set_setting(queue_key(view.dataset_id), hole_keys)
-            flash("success", f"Sent {len(hole_keys):,} row(s) in holes to the review queue.")
+            # The Label page's queue picker: show this queue there, not the last one picked.
+            st.session_state["queue_mode"] = "map"
+            flash(
+                "success",
+                f"Sent {len(hole_keys):,} row(s) in holes to the review queue: the Label page "
+                "now shows them one by one.",
+            )
 
         st.button(
             "Send the points in holes to the review queue",
@@ -197,4 +211,14 @@ if show_holes:
             disabled=not hole_keys,
             on_click=guarded(send_holes),
         )
-page_link("label", "Review rows one by one")
+queued = ws.get_setting(queue_key(view.dataset_id)) or []
+if not queued:
+    page_link("label", "Review rows one by one")
+elif st.button(
+    f"Review the {len(queued):,} row(s) sent from the map",
+    key="review_sent",
+    icon=":material/label:",
+    help="Opens the Label page on the queue sent from the map.",
+):
+    st.session_state["queue_mode"] = "map"
+    st.switch_page("pages/label.py")

@@ -74,6 +74,23 @@ Named deviations, since the paper's code and supplement tables were not at hand:
   left out, as in common hyperspherical-VAE code. kappa = 1 + softplus(raw), capped at 1e4.
 - Scoring draws from a generator re-seeded from ``random_state`` on every call, so the same
   fitted model always gives the same scores.
+- KL warm-up with the calibrated Gaussian decoder (tables): the weight of the KL term rises
+  linearly from 0 to 1 over the first half of the optimiser steps (``KL_WARMUP_SHARE``;
+  Bowman et al., CoNLL 2016; Sonderby et al., NeurIPS 2016), after which the loss is exactly
+  the paper's negative ELBO. Without it, low-dimensional tables fall into posterior collapse:
+  the posterior stays at the prior, the decoder outputs the mean row and calls the whole
+  spread noise, the latent image has no holes at all, and the hole indicator then only
+  follows the size of the reconstruction error, which is *smallest* in the empty middle of
+  the data. Measured on a ring of radius 2 in two features (1 200 training rows, centre
+  points against held-out ring points, seeds 0-2): hole-indicator ROC-AUC 0.00-0.03 without
+  the warm-up, 1.00 with it (the unit tests check at least 0.9 on this ring); on a sphere
+  shell in three features 0.03-0.06 without, 0.93-0.98 with.
+  Images with the Bernoulli decoder (the paper's own setting, and Tables 5 and 6 of
+  ``python -m ad_core.bench holes``) and the unit-variance decoder (which must train exactly
+  like ``vae``) keep the plain ELBO from the first step. It takes a few hundred optimiser
+  steps (epochs x rows / batch size) to escape the collapse: far shorter fits stay collapsed.
+  The training loss of the warm-up half is the weighted loss, so the loss curve may rise
+  while the KL weight grows.
 """
 
 from __future__ import annotations
@@ -102,6 +119,9 @@ KAPPA_MAX = 1e4
 LOGVAR_LIMIT = 30.0
 #: floor of the calibrated decoder variance: a noise std of 0.05 (data are standardised)
 MIN_NOISE_VAR = 0.05**2
+#: with the calibrated Gaussian decoder, the KL weight rises from 0 to 1 over this share of
+#: the training steps (a warm-up against posterior collapse; see the deviations)
+KL_WARMUP_SHARE = 0.5
 
 
 # -- Lipschitz building blocks ------------------------------------------------------------------
@@ -463,8 +483,10 @@ class CompactVAE(TorchDetector):
             "Assumes normal rows fill a few regions of the map. Works well on images and on "
             "rows very unlike the training data, including extreme values that fool a plain "
             "VAE. Fails when anomalies look like normal rows, and the hole indicator is noisy "
-            "with few samples per row. Cost: like the VAE, times the number of samples when "
-            "scoring; the sphere option is for small latent sizes."
+            "with few samples per row; on small tables it needs a few hundred training steps "
+            "(epochs x rows / batch size), or its map stays empty of structure. Cost: like the "
+            "VAE, times the number of samples when scoring; the sphere option is for small "
+            "latent sizes."
         ),
         reference=(
             "Glazunov & Zarras, Vacant Holes for Unsupervised Detection of the Outliers in "
@@ -620,14 +642,29 @@ class CompactVAE(TorchDetector):
             lipschitz_constant=self.lipschitz_constant,
         )
 
+    def _warmup_steps(self, n_rows: int) -> int:
+        """Return the optimiser steps over which the KL weight rises to 1 (see the deviations)."""
+        if self.likelihood_ != "gaussian":
+            return 0
+        batch = max(1, min(int(self.batch_size), n_rows))
+        return int(round(KL_WARMUP_SHARE * int(self.epochs) * math.ceil(n_rows / batch)))
+
     def _train(self, model: CompactVAEModel, X, y, gen, callback: Callable | None) -> None:
         normalise_lipschitz_rows_(model)
+        warmup = self._warmup_steps(int(X.shape[0]))
+        step = 0
 
-        # Negative ELBO: -E_q log p(x|z) + KL(q(z|x) || p(z)), one draw per row.
+        # Negative ELBO: -E_q log p(x|z) + KL(q(z|x) || p(z)), one draw per row; the KL term
+        # weighted by step / warmup over the first ``warmup`` steps, then exactly the ELBO.
         def loss(m: CompactVAEModel, x: torch.Tensor) -> torch.Tensor:
+            nonlocal step
             post = m.posterior(x)
             z, _ = m.sample(post, gen)
-            return (-m.log_lik(x, z, calibrate=True) + m.kl(post)).mean()
+            kl = m.kl(post)
+            if step < warmup:
+                kl = kl * (step / warmup)
+            step += 1
+            return (-m.log_lik(x, z, calibrate=True) + kl).mean()
 
         losses = fit_module(
             model, loss, (X,), self._config(), generator=gen, callback=callback, stage="train"

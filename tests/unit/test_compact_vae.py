@@ -222,3 +222,45 @@ def test_bench_quick_smoke_run_writes_its_tables(shared_data, tmp_path):
     assert "## Table 5" in text and "## Table 6" in text
     assert "| MNIST: 0s and 1s vs the other digits held out | plain VAE | hole indicator |" in text
     assert "| Lipschitz VAE, M=2 (ours) |" in text
+
+
+def ring_with_an_empty_middle(seed: int, n_train: int = 1000, n_test: int = 300):
+    """Return (training rows, held-out normal rows, rows in the middle) of a ring in 2-D.
+
+    The normal class is a ring of radius 2 (noise 0.1); the test points sit in its empty
+    middle (within about 0.6 of the centre), the obvious vacant hole of the class.
+    """
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0.0, 2.0 * np.pi, n_train + n_test)
+    X = 2.0 * np.c_[np.cos(t), np.sin(t)] + 0.1 * rng.normal(size=(n_train + n_test, 2))
+    middle = 0.3 * rng.normal(size=(n_test, 2))
+    return (X[:n_train].astype(np.float32), X[n_train:].astype(np.float32),
+            middle.astype(np.float32))  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_hole_score_ranks_points_in_a_vacant_hole_above_normal_points(seed):
+    from ad_core import latent
+
+    train, normal, middle = ring_with_an_empty_middle(seed)
+    det = make_detector("compact_vae", random_state=seed).fit(train)  # defaults: score="hole"
+    assert det.score == "hole" and det.rep_dim_ == 2
+    # The middle's codes do land in a vacant hole of the training codes' (2-D) latent map...
+    holes = latent.find_holes(det.transform(train), det.transform(np.r_[normal, middle]))
+    assert holes.in_hole[len(normal) :].mean() >= 0.9
+    assert holes.in_hole[: len(normal)].mean() <= 0.02
+    # ...and the default score ranks them above the held-out normal points.
+    y = np.r_[np.zeros(len(normal)), np.ones(len(middle))]
+    assert auroc(y, det.decision_function(np.r_[normal, middle])) >= 0.9
+
+
+def test_kl_warm_up_is_for_the_calibrated_decoder_only(plane):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(64, 784)).astype(np.float32)
+    kw = dict(epochs=4, rep_dim=2, random_state=0, batch_size=100)
+    table = make_detector("compact_vae", **kw).fit(plane)  # 400 rows: 4 steps per epoch
+    assert table.likelihood_ == "gaussian" and table._warmup_steps(400) == 8  # half of 16
+    bern = make_detector("compact_vae", n_samples=2, **kw).fit(images)
+    assert bern.likelihood_ == "bernoulli" and bern._warmup_steps(64) == 0  # the paper's
+    unit = make_detector("compact_vae", likelihood="unit_gaussian", **kw).fit(plane)
+    assert unit._warmup_steps(400) == 0  # the plain VAE's decoder, trained like the vae

@@ -8,10 +8,11 @@ from ad_studio_ui import state
 from ad_studio_ui.forms import APP_RANDOM_STATE, param_widgets, params_from_widgets
 from ad_studio_ui.frame import inside_app, page_link, require_dataset
 from ad_studio_ui.jobs_ui import show_job
-from ad_studio_ui.training import MAX_TRAIN_ROWS, get_job, start_training
+from ad_studio_ui.training import MAX_TRAIN_ROWS, get_job, prepare_processes, start_training
 from ad_studio_ui.workspace import get_workspace, label_array
 
 inside_app()
+prepare_processes()
 ws = get_workspace()
 st.title("Train")
 view = require_dataset()

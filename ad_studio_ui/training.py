@@ -20,6 +20,8 @@ oversubscribe the cores.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import threading
 import time
@@ -57,6 +59,7 @@ class TrainingJob:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     threads: int = 1  #: torch threads this job trains with
+    process: Any = None  #: the training process (multiprocessing.Process)
 
     @property
     def running(self) -> bool:
@@ -546,9 +549,27 @@ def start_training(
         name=f"ad-studio-train-{run_id}",
         daemon=True,
     )
+    job.process = process
     job.thread = threading.Thread(target=relay, name=f"ad-studio-train-{run_id}", daemon=True)
     job.thread.start()
     return job
+
+
+@atexit.register
+def _stop_training_processes() -> None:
+    """End the training processes still running when the server (or a test run) exits.
+
+    Their runs stay recorded as running; the Runs page shows them as interrupted.
+    """
+    with _JOBS_LOCK:
+        jobs = [j for j in _JOBS.values() if j.running and j.process is not None]
+    for job in jobs:
+        job.cancel()
+        with contextlib.suppress(Exception):
+            job.process.terminate()
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            job.process.join(timeout=5)
 
 
 def _error_text(exc: Exception) -> str:

@@ -181,9 +181,66 @@ def run_settings(
         out[name] = list(value) if isinstance(value, tuple) else value
     for name, value in (setup or TrainingSetup()).to_dict().items():
         out[f"training.{name}"] = value
-    for name, value in (preprocessing or {}).items():
+    for name, value in {**_preprocessing_defaults(), **(preprocessing or {})}.items():
         out[f"preprocessing.{name}"] = value
     return out
+
+
+def _preprocessing_defaults() -> dict[str, Any]:
+    """Return the Preprocessor's constructor defaults (runs saved before a setting existed)."""
+    import inspect
+
+    from ad_core.data import Preprocessor
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(Preprocessor.__init__).parameters.items()
+        if name != "self" and p.default is not inspect.Parameter.empty
+    }
+
+
+#: plain names of the settings that are not a detector's own parameters
+SETTING_TITLES = {
+    "detector": "detector",
+    "training.train_on": "trained on",
+    "training.holdout": "held-out share",
+    "training.seed": "held-out split seed",
+}
+#: what :func:`setting_differences` gives for a setting the run's detector does not have
+NOT_A_SETTING = "(not a setting)"
+
+
+def setting_title(name: str) -> str:
+    """Return a setting's name as a person reads it ("held-out share", "batch size")."""
+    if name in SETTING_TITLES:
+        return SETTING_TITLES[name]
+    if name.startswith("preprocessing."):
+        return "preprocessing: " + name.split(".", 1)[1].replace("_", " ")
+    return name.replace("_", " ")
+
+
+def setting_text(name: str, value: Any) -> str:
+    """Return a setting's value as a person reads it (titles, "automatic", "not a setting")."""
+    if value is NOT_A_SETTING:
+        return "(not a setting of this detector)"
+    if name == "detector":
+        from ad_core.detectors import get_detector_info
+
+        try:
+            return get_detector_info(str(value)).title
+        except ValueError:
+            return str(value)
+    if name == "training.train_on":
+        return TRAIN_ON.get(str(value), str(value)).lower()
+    if name == "training.holdout":
+        return f"{float(value):.0%}" if value else "none"
+    if value is None:
+        return "automatic"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) if value else "none"
+    return str(value)
 
 
 def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -193,7 +250,12 @@ def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple
     """
     skip = {"device"}
     names = [n for n in dict.fromkeys([*a, *b]) if n not in skip]
-    return {n: (a.get(n), b.get(n)) for n in names if a.get(n) != b.get(n)}
+    missing = NOT_A_SETTING
+    return {
+        n: (a.get(n, missing), b.get(n, missing))
+        for n in names
+        if a.get(n, missing) != b.get(n, missing)
+    }
 
 
 def comparison_rows(roles: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:

@@ -62,9 +62,10 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
 def settings_diff(a: RunRecord, b: RunRecord) -> pd.DataFrame:
     """Return every setting of two runs side by side (defaults filled in), differing first.
 
-    A setting only one run's detector has reads "(not a setting of <detector>)", never null.
+    A setting only one run's detector has reads "(not a setting of <detector>)"; one left
+    to the detector reads "automatic", never null.
     """
-    from ad_core.runs import run_settings
+    from ad_core.runs import run_settings, setting_text, setting_title
     from ad_studio_ui.training import run_setup
     from ad_studio_ui.workspace import get_workspace
 
@@ -76,12 +77,12 @@ def settings_diff(a: RunRecord, b: RunRecord) -> pd.DataFrame:
 
     def value(settings: dict, run: RunRecord, key: str) -> str:
         if key not in settings:
-            return f"(not a setting of {run.detector})"
-        return json.dumps(settings[key])
+            return f"(not a setting of {setting_text('detector', run.detector)})"
+        return setting_text(key, settings[key])
 
     table = pd.DataFrame(
         {
-            "setting": keys,
+            "setting": [setting_title(k) for k in keys],
             f"#{a.id}": [value(sa, a, k) for k in keys],
             f"#{b.id}": [value(sb, b, k) for k in keys],
         }

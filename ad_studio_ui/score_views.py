@@ -88,17 +88,21 @@ class EvaluationRows:
 
 
 def evaluation_rows(
-    roles: np.ndarray, truth: np.ndarray, labels: np.ndarray, role: int
+    roles: np.ndarray, truth: np.ndarray, labels: np.ndarray, role: int | None
 ) -> EvaluationRows:
-    """Return the rows of ``role`` (ROLE_HELDOUT or ROLE_TRAIN) to evaluate a run on."""
-    in_role = (roles == role) & (truth != -1)
+    """Return the rows of ``role`` (ROLE_HELDOUT, ROLE_TRAIN, or None: every row) to evaluate
+    a run on; rows with an expert label are set apart."""
+    in_role = (roles == role if role is not None else np.ones(roles.size, bool)) & (truth != -1)
     labelled = labels != -1
     rows = np.flatnonzero(in_role & ~labelled)
     apart = np.flatnonzero(in_role & labelled)
     h = hashlib.sha1(rows.astype(np.int64).tobytes())
     h.update(b"|")
     h.update(apart.astype(np.int64).tobytes())
-    return EvaluationRows(int(role), rows, apart, f"{int(role)}|{h.hexdigest()[:16]}")
+    name = "all" if role is None else str(int(role))
+    return EvaluationRows(
+        -1 if role is None else int(role), rows, apart, f"{name}|{h.hexdigest()[:16]}"
+    )
 
 
 def role_counts(roles: np.ndarray, truth: np.ndarray | None = None) -> dict[int, int]:

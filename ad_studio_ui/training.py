@@ -35,6 +35,8 @@ import numpy as np
 from ad_core.store import Workspace
 
 MAX_TRAIN_ROWS = 50_000
+#: what the progress bar calls a detector's training stages
+STAGE_TEXT = {"pretrain": "Pretraining (autoencoder)", "train": "Training"}
 SCORE_CHUNK_ROWS = 100_000
 EXPLAIN_TOP_ROWS = 500
 #: jobs of this server process, by (workspace folder, run id): run ids restart per workspace
@@ -84,8 +86,10 @@ class TrainingJob:
         text = self.stage
         if self.events and self.stage == "training":
             last = self.events[-1]
-            stage = str(last.get("stage", "train"))
-            text = f"{stage} epoch {int(last.get('epoch') or 0)}/{int(last.get('n_epochs') or 0)}"
+            stage = STAGE_TEXT.get(str(last.get("stage", "train")), str(last.get("stage")))
+            text = (
+                f"{stage}: epoch {int(last.get('epoch') or 0)} of {int(last.get('n_epochs') or 0)}"
+            )
             done = self.progress()
             elapsed = (now or time.time()) - self.started
             if 0.02 <= done < 1.0 and elapsed > 1.0:
@@ -171,6 +175,7 @@ def train_run(
     run_id: int,
     *,
     labels: np.ndarray | None = None,
+    use_labels: bool = True,
     setup: Any = None,
     callback: Callable[[dict], Any] | None = None,
     on_stage: Callable[[str], None] | None = None,
@@ -178,8 +183,9 @@ def train_run(
 ) -> TrainResult:
     """Train, score and save the run ``run_id`` recorded by ``ws.create_run``.
 
-    ``labels`` (one per dataset row, -1/0/1) are passed to the detector as ``y`` for its
-    training rows. ``setup``: the :class:`ad_core.runs.TrainingSetup` (which rows to train on,
+    ``labels`` (one per dataset row, -1/0/1) choose rows for the training-set choices that
+    name them and, with ``use_labels`` and a detector that learns from labels, are passed to
+    it as ``y`` for its training rows. ``setup``: the :class:`ad_core.runs.TrainingSetup` (which rows to train on,
     the held-out share); default: the one recorded with the run, else all rows, none held
     out. On any error the run is marked failed (cancelled for FitCancelled) and re-raised.
     """
@@ -213,7 +219,11 @@ def train_run(
         ws.set_setting(setup_key(run_id), setup.to_dict())
         from ad_core import get_detector_info
 
-        learns = get_detector_info(run.detector).uses_labels != "no" and labels is not None
+        learns = (
+            use_labels
+            and labels is not None
+            and get_detector_info(run.detector).uses_labels != "no"
+        )
         roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
         labelled = (
             np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
@@ -232,7 +242,7 @@ def train_run(
         stage("preprocessing")
         prep = Preprocessor(**(run.preprocessing or {}))
         X_train = prep.fit_transform(train_frame, schema)
-        y_train = None if labels is None else labels[sample]
+        y_train = labels[sample] if learns else None
 
         stage("training")
         det = make_detector(run.detector, **params)
@@ -291,11 +301,13 @@ def train_run(
         # The headline figures are on the held-out rows when there are some (the rows the
         # model never saw), else on every row; "evaluated_on" says which.
         unlabelled = np.ones(len(frame), dtype=bool) if labels is None else labels == -1
-        eval_rows = held[unlabelled[held]] if held.size else np.arange(len(frame))
+        eval_rows = held[unlabelled[held]] if held.size else np.flatnonzero(unlabelled)
         headline = _metrics_on(truth, scores, threshold, eval_rows)
         if headline is not None:
             metrics.update({k: v for k, v in headline.items() if k not in ("n_rows",)})
-            metrics["evaluated_on"] = "held-out rows" if held.size else "all rows"
+            metrics["evaluated_on"] = (
+                "unlabelled held-out rows" if held.size else "unlabelled rows (trained on)"
+            )
             metrics["n_evaluated"] = int(eval_rows.size)
         on_train = _metrics_on(truth, scores, threshold, sample)
         if on_train is not None and held.size:
@@ -400,6 +412,7 @@ def _train_in_process(
     home: str,
     run_id: int,
     labels: np.ndarray | None,
+    use_labels: bool,
     setup: Any,
     messages: Any,
     cancel: Any,
@@ -416,14 +429,17 @@ def _train_in_process(
 
     applied = [0]
 
+    from threadpoolctl import threadpool_limits
+
     def apply_threads() -> None:
         n = max(1, int(threads.value))
         if n != applied[0]:
             torch.set_num_threads(n)
+            threadpool_limits(n)  # numpy's and scikit-learn's BLAS / OpenMP pools too
             applied[0] = n
 
     def callback(event: dict) -> bool:
-        messages.put(("event", dict(event)))
+        messages.put(("event", {**event, "threads": applied[0]}))
         apply_threads()
         return not cancel.is_set()
 
@@ -434,6 +450,7 @@ def _train_in_process(
             ws,
             run_id,
             labels=labels,
+            use_labels=use_labels,
             setup=setup,
             callback=callback,
             on_stage=lambda text: messages.put(("stage", text)),
@@ -456,6 +473,7 @@ def start_training(
     preprocessing: dict[str, Any],
     *,
     labels: np.ndarray | None = None,
+    use_labels: bool = True,
     setup: Any = None,
     parent_run: int | None = None,
 ) -> TrainingJob:
@@ -507,16 +525,25 @@ def start_training(
         import queue
 
         try:
-            process.start()
+            try:
+                process.start()
+            except Exception as exc:
+                ws.finish_run(
+                    run_id, {"error": f"could not start training: {exc}"}, status="failed"
+                )
+                raise
+            sized = time.monotonic()
             while job.status == "running":
                 if job.cancel_requested.is_set():
                     cancel.set()
+                if time.monotonic() - sized > 0.5:  # a job started or ended: re-divide cores
+                    size_threads()
+                    sized = time.monotonic()
                 try:
                     handle(messages.get(timeout=0.1))
                     continue
                 except queue.Empty:
                     pass
-                size_threads()  # a job started or finished since: re-divide the cores
                 if not process.is_alive():
                     while job.status == "running":  # what it said before it ended
                         try:
@@ -545,7 +572,7 @@ def start_training(
     size_threads()
     process = ctx.Process(
         target=_train_in_process,
-        args=(home, run_id, labels, setup, messages, cancel, threads),
+        args=(home, run_id, labels, use_labels, setup, messages, cancel, threads),
         name=f"ad-studio-train-{run_id}",
         daemon=True,
     )

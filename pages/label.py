@@ -11,7 +11,14 @@ from ad_core.plots import (
     score_comparison_figure,
     sequence_figure,
 )
-from ad_core.runs import TRAIN_ON, comparison_rows, run_settings, setting_differences
+from ad_core.runs import (
+    TRAIN_ON,
+    comparison_rows,
+    run_settings,
+    setting_differences,
+    setting_text,
+    setting_title,
+)
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.forms import param_widgets, params_from_widgets
@@ -29,11 +36,6 @@ from ad_studio_ui.workspace import (
     run_scores,
     run_title,
 )
-
-
-def _shown(value) -> str:
-    return "(not a setting)" if value is None else str(value)
-
 
 inside_app()
 ws = get_workspace()
@@ -183,6 +185,8 @@ base_setup = run_setup(ws, run.id)
 sad_names = {p.name for p in sad.params}
 base_params = {k: v for k, v in (run.params or {}).items() if k in sad_names}
 job = get_job(st.session_state.get(state.TRAINING))
+if job is not None and job.dataset_id != view.dataset_id:
+    job = None  # a training of another dataset does not hold this page's retrain back
 busy = job is not None and job.running
 with st.form("retrain_form"):
     st.markdown(
@@ -222,7 +226,7 @@ if submitted and not busy:
             parent_run=run.id,
         )
         st.session_state[state.TRAINING] = job.run_id
-if job is not None and job.dataset_id == view.dataset_id:
+if job is not None:
     show_job(job.run_id)
 
 # --- before / after -----------------------------------------------------------------------
@@ -254,10 +258,15 @@ if differs:
     st.markdown(
         "**What differs besides the labels:** "
         + "; ".join(
-            f"{name.replace('_', ' ')} {_shown(a)} → {_shown(b)}"
+            f"{setting_title(name)}: {setting_text(name, a)} → {setting_text(name, b)}"
             for name, (a, b) in differs.items()
         )
     )
+    if "detector" in differs:
+        st.caption(
+            "The detector changed too, so the change below is not the labels' alone: it is "
+            "what Deep SAD with your labels does compared with the run it started from."
+        )
 else:
     st.markdown("**Same settings as before**: only the labels differ.")
 st.plotly_chart(
@@ -288,7 +297,7 @@ if view.truth is not None:
             f"{a_after:.3f}",
             delta=f"{a_after - a_before:+.3f}",
             help=f"On {rows.size:,} {where}: the labelled rows are left out, so the figure "
-            "shows what the labels taught about the other rows.",
+            "measures the ranking of rows whose answer the retrain was not given.",
         )
         st.caption(f"AUROC before and after on the same {rows.size:,} {where}.")
 if labelled.size:

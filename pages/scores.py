@@ -236,11 +236,11 @@ if has_truth:
             "model does on rows it has not seen. Figures on the training rows are optimistic.",
         )
     else:
-        role = ROLE_TRAIN
+        role = None  # nothing held out: every row, said to be optimistic below
     ev = evaluation_rows(roles, truth, labels, role)
     if ev.rows.size == 0:
         st.info(
-            f"No {ROLE_NAMES[role]} row has both a known ground truth and no label of yours, so "
+            f"No {ROLE_NAMES.get(role, 'scored')} row has both a known ground truth and no label of yours, so "
             "there is nothing to measure the run on here."
             + (" Choose the other set of rows above." if n_role[ROLE_HELDOUT] else "")
         )
@@ -259,13 +259,14 @@ if has_truth:
         )
     else:
         st.warning(
-            f"This run has no held-out rows: these figures are on the {n_eval:,} rows the model "
-            f"was trained on ({classes}), so they are optimistic. Train with a held-out share "
-            "on the Train page to measure the model on rows it never saw.",
+            f"This run has no held-out rows: these figures are on all {n_eval:,} rows "
+            f"({classes}), {n_role[ROLE_TRAIN]:,} of which the model was trained on, so they "
+            "are optimistic. Train with a held-out share on the Train page to measure the "
+            "model on rows it never saw.",
             icon=":material/visibility:",
         )
     notes = []
-    if n_role[ROLE_UNUSED]:
+    if n_role[ROLE_UNUSED] and role is not None:
         notes.append(
             f"{n_role[ROLE_UNUSED]:,} rows were neither trained on nor held out (left out by "
             "the training-set choice, or by sampling a large table): they are in neither set."

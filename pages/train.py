@@ -70,9 +70,9 @@ if has_truth:
     if share > 0.2:
         st.warning(
             f"By the ground truth, {share:.0%} of the rows are anomalies. A detector trained on "
-            "all rows learns to rebuild them too, and may then rank them no higher than normal "
-            "rows. To see what it can do when it knows normal data, train on **rows whose "
-            "ground truth is normal** and judge it on held-out rows (below).",
+            "all rows takes that many for normal, and may then rank them no higher than the "
+            "normal rows. To see what it can do when it knows normal data, train on **rows "
+            "whose ground truth is normal** and judge it on held-out rows (below).",
             icon=":material/info:",
         )
 
@@ -159,6 +159,7 @@ if submitted and not busy:
             params,
             prep,
             labels=labels if needs_labels else None,
+            use_labels=use_labels,
             setup=setup,
         )
         st.session_state[state.TRAINING] = job.run_id

@@ -8,7 +8,7 @@ from importlib import import_module
 BENCHMARKS = {
     "odds": "Deep SAD's Table 3 protocol on the six ODDS sets",
     "speed": "fit/score throughput against PyOD on a 100k x 32 table",
-    "app": "dashboard server times (threshold rerun, Scores page, UMAP)",
+    "app": "dashboard server times, two trainings at once, the Deep SAD retrain",
     "holes": "compact VAE and vacant holes on MNIST / Fashion-MNIST",
 }
 

@@ -7,16 +7,15 @@ process, slow each other down by far more than 2x (an issue report: 8 s alone, 3
 another training). So a job gets the cores divided by the jobs running at once, and one
 thread when its network is small enough that more would only spin.
 
-In torch's OpenMP builds ``torch.set_num_threads`` applies to the calling thread only, so a
-training thread can set its own count without touching the server's other threads; the
-context manager below restores the previous count all the same.
+The app trains each job in a process of its own (threads of one process take turns on the
+interpreter lock), and that process applies the count with ``torch.set_num_threads`` and
+threadpoolctl. Within one process the count is not a clean per-thread setting: a thread's
+first torch call starts from the count last set by any thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 #: below this many multiply-adds per training step (batch x weights), one thread is as fast
 SMALL_STEP_FLOPS = 64 * 2**20
@@ -41,16 +40,3 @@ def job_threads(n_jobs: int, *, step_flops: float | None = None, cores: int | No
     if step_flops is not None and step_flops < SMALL_STEP_FLOPS:
         return 1
     return share
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Within the block, torch ops of the calling thread use ``n`` intra-op threads."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -90,7 +90,7 @@ def test_labels_raise_anomalies_and_lower_normals_after_deep_sad(app):
     assert any("Mean percentile of labelled anomalies" in m.label for m in at.metric)
     # the before/after names what differs besides the labels
     differs = next(m.value for m in at.markdown if "What differs besides the labels" in m.value)
-    assert "detector autoencoder → deep_sad" in differs and "epochs 3 → 20" in differs
+    assert "detector: Autoencoder → Deep SAD" in differs and "epochs: 3 → 20" in differs
     # its AUROC is on the held-out rows neither run trained on, the labelled rows left out
     from ad_core.metrics import auroc
 

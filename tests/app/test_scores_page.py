@@ -349,7 +349,10 @@ def test_a_run_without_held_out_rows_says_its_figures_are_on_training_rows(
         assert all(not str(r.key).startswith("scores_eval_rows") for r in at.radio)
         text = " ".join(w.value for w in at.warning)
         assert "no held-out rows" in text and "optimistic" in text
-        assert f"the {scores.size:,} rows the model was trained on" in text
+        assert (
+            f"all {scores.size:,} rows" in text
+            and f"{scores.size:,} of which the model was trained on" in text
+        )
         assert metric(at, "AUROC") == f"{auroc(truth, scores):.3f}"
 
 

@@ -129,3 +129,68 @@ def test_rows_in_the_training_sample_score_like_the_rest(monkeypatch, detector, 
     # one threshold: the run's is the detector's own
     det = load_detector(ws.run_dir(run_id) / MODEL_DIR)
     assert ws.get_run(run_id).metrics["threshold"] == pytest.approx(det.threshold_)
+
+
+def test_a_second_training_divides_the_cores_with_the_first():
+    """Each training process applies the thread count the server gives it, re-divided when
+    another job starts (a big network, so that it would use every core alone)."""
+    from ad_core.nn.threads import job_threads
+
+    ws = Workspace()
+    dataset_id = add_sample(ws, "cardio")
+    big = {"epochs": 1000, "hidden_dims": (1024, 1024), "batch_size": 256}
+    flops = training._step_flops(21, big)
+    alone, together = job_threads(1, step_flops=flops), job_threads(2, step_flops=flops)
+
+    def wait_for(job, predicate, what):
+        for _ in range(600):
+            if any(predicate(e) for e in job.events):
+                return
+            job.thread.join(0.05)
+        raise AssertionError(f"{what}: {[e.get('threads') for e in job.events][-5:]}")
+
+    first = training.start_training(ws, dataset_id, "autoencoder", big, PREP)
+    second = None
+    try:
+        wait_for(first, lambda e: e.get("threads") == alone, "the first job alone")
+        n_before = len(first.events)
+        second = training.start_training(ws, dataset_id, "autoencoder", big, PREP)
+        wait_for(second, lambda e: e.get("threads") == together, "the second job")
+        later = lambda e: first.events.index(e) >= n_before and e.get("threads") == together  # noqa: E731
+        wait_for(first, later, "the first job after the second started")
+    finally:
+        for job in (first, second):
+            if job is not None:
+                job.cancel()
+                assert job.wait(timeout=60)
+    assert first.status == second.status == "cancelled"
+
+
+def test_train_page_uses_labels_only_as_ticked(app):
+    """Unticked 'Train with my labels': Deep SAD trains on the choice's rows, unlabelled."""
+    from ad_core.runs import ROLE_TRAIN, ROLE_UNUSED
+    from ad_studio_ui.apptest import open_page, problems
+    from ad_studio_ui.labels import label_rows
+
+    app.button(key="sample_cardio").click().run()
+    ws = Workspace()
+    dataset_id = app.session_state["dataset_id"]
+    label_rows(ws, dataset_id, ["3", "4", "5"], 1, "tester")
+    at = open_page(app, "train")
+    at.selectbox(key="train_detector").set_value("deep_sad").run()
+    at.number_input(key="train_deep_sad_epochs").set_value(2)
+    at.number_input(key="train_deep_sad_pretrain_epochs").set_value(2)
+    at.checkbox(key="train_use_labels_deep_sad").uncheck()
+    at.radio(key=f"train_on.{dataset_id}").set_value("not_anomalous")
+    at.get("form_submit_button")[0].click().run()
+    assert not problems(at), problems(at)
+    job = training.get_job(at.session_state["training_run_id"])
+    assert job.wait(timeout=120) and job.status == "done", job.error
+    from ad_core.data import Schema, row_keys
+
+    frame = ws.load_dataset_frame(dataset_id)
+    keys = row_keys(frame, Schema.from_dict(ws.get_dataset(dataset_id).schema))
+    roles = np.load(ws.run_dir(job.run_id) / "row_roles.npy")
+    labelled = np.flatnonzero(np.isin(np.asarray(keys).astype(str), ["3", "4", "5"]))
+    assert labelled.size == 3 and (roles[labelled] == ROLE_UNUSED).all()
+    assert (roles == ROLE_TRAIN).sum() > 1000

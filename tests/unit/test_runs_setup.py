@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 from ad_core.data import DataError
-from ad_core.nn.threads import job_threads, torch_threads
+from ad_core.nn.threads import job_threads
 from ad_core.runs import (
+    NOT_A_SETTING,
     ROLE_HELDOUT,
     ROLE_TRAIN,
     ROLE_UNUSED,
@@ -19,6 +18,8 @@ from ad_core.runs import (
     row_roles,
     run_settings,
     setting_differences,
+    setting_text,
+    setting_title,
 )
 
 
@@ -27,7 +28,7 @@ def _truth(n=1000, rate=0.4, seed=0):
     return (rng.random(n) < rate).astype(np.int64)
 
 
-def test_holdout_is_stratified_seeded_and_independent_of_labels():
+def test_holdout_is_stratified_and_seeded():
     truth = _truth()
     held = holdout_rows(truth.size, 0.3, seed=0, truth=truth)
     assert held.size == pytest.approx(300, abs=2)
@@ -82,8 +83,13 @@ def test_run_settings_fill_defaults_and_name_differences():
     diff = setting_differences(a, b)
     assert diff["detector"] == ("autoencoder", "deep_sad")
     assert diff["epochs"] == (3, 20)
-    assert diff["eta"] == (None, 2.0)  # autoencoder has no eta
+    assert diff["eta"] == (NOT_A_SETTING, 2.0)  # autoencoder has no eta
     assert "preprocessing.scaling" not in diff
+    assert "preprocessing.categorical_missing" not in diff  # defaults filled for old runs
+    assert setting_text("eta", diff["eta"][0]) == "(not a setting of this detector)"
+    assert setting_text("rep_dim", None) == "automatic"
+    assert setting_text("detector", "deep_sad") == "Deep SAD"
+    assert setting_title("training.holdout") == "held-out share"
 
 
 def test_comparison_rows_leave_labelled_rows_out():
@@ -101,21 +107,3 @@ def test_concurrent_jobs_divide_the_cores_and_small_networks_use_one_thread():
     assert job_threads(3, cores=2) == 1
     assert job_threads(1, cores=8, step_flops=1e5) == 1
     assert job_threads(2, cores=8, step_flops=1e12) == 4
-
-
-def test_thread_count_is_set_per_training_thread():
-    import torch
-
-    outer = torch.get_num_threads()
-    seen = {}
-
-    def work():
-        with torch_threads(1):
-            seen["inside"] = torch.get_num_threads()
-        seen["after"] = torch.get_num_threads()
-
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    assert seen["inside"] == 1
-    assert torch.get_num_threads() == outer  # the caller's threads are untouched

@@ -194,3 +194,17 @@ def test_train_page_uses_labels_only_as_ticked(app):
     labelled = np.flatnonzero(np.isin(np.asarray(keys).astype(str), ["3", "4", "5"]))
     assert labelled.size == 3 and (roles[labelled] == ROLE_UNUSED).all()
     assert (roles == ROLE_TRAIN).sum() > 1000
+
+
+def test_progress_bar_says_the_stage_epoch_and_time_left():
+    job = training.TrainingJob(run_id=1, dataset_id="d", detector="deep_sad", stage="training")
+    job.started = 100.0
+    job.events = [
+        {"stage": "pretrain", "epoch": 10, "n_epochs": 10},
+        {"stage": "train", "epoch": 5, "n_epochs": 10},
+    ]
+    # pretraining done and half of training: 3/4 of the work in 30 s, about 10 s left
+    assert job.progress() == pytest.approx(0.75)
+    assert job.progress_text(now=130.0) == "Training: epoch 5 of 10 · about 10 s left"
+    job.events = [{"stage": "pretrain", "epoch": 3, "n_epochs": 150}]
+    assert job.progress_text(now=101.5).startswith("Pretraining (autoencoder): epoch 3 of 150")

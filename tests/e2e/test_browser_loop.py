@@ -81,7 +81,9 @@ def test_sample_train_threshold_lasso_label_reload(page, app_server):
     epochs.press("Tab")
     page.get_by_role("button", name="Train", exact=True).click()
     page.get_by_test_id("stProgress").wait_for(timeout=60_000)
-    page.get_by_text(re.compile(r"Training: epoch \d+ of 1000 · about .* left")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Training: epoch \d+ of 1000 · about .* left")).wait_for(
+        timeout=60_000
+    )
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("was cancelled").wait_for(timeout=60_000)
     wait_idle(page)

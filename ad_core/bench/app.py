@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 import tempfile
 from importlib import import_module
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("dashboard", "training", "retrain")
 
 
@@ -76,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = [p for p in PARTS if p in (args.only or PARTS)]
 
-    if str(REPO_ROOT) not in sys.path:  # the app's helper package sits beside app.py
-        sys.path.insert(0, str(REPO_ROOT))
     bench = import_module("ad_studio_ui.bench")
     command = ("python -m ad_core.bench app " + shlex.join(argv or [])).strip()
     sections: dict[str, str] = {}

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# The app's helper package sits beside app.py and is not installed (pyproject packages only
-# ad_core); make it importable the way `streamlit run app.py` does.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from ad_core.store import Workspace  # noqa: E402
-from ad_studio_ui.apptest import app_test, navigation_mode  # noqa: E402
-from ad_studio_ui.datasets import add_sample  # noqa: E402
-from ad_studio_ui.training import train_run  # noqa: E402
+from ad_core.store import Workspace
+from ad_studio_ui.apptest import app_test, navigation_mode
+from ad_studio_ui.datasets import add_sample
+from ad_studio_ui.training import train_run
 
 
 @pytest.fixture

@@ -22,23 +22,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ad_core.runs import (  # noqa: F401  (the app's names for what ad_core.runs owns)
+    MAX_TRAIN_ROWS,
+    TrainResult,
+    _step_flops,
+    run_setup,
+    setup_key,
+    train_run,
+)
 from ad_core.store import Workspace
 
-MAX_TRAIN_ROWS = 50_000
 #: what the progress bar calls a detector's training stages
 STAGE_TEXT = {"pretrain": "Pretraining (autoencoder)", "train": "Training"}
-SCORE_CHUNK_ROWS = 100_000
-EXPLAIN_TOP_ROWS = 500
 #: jobs of this server process, by (workspace folder, run id): run ids restart per workspace
 _JOBS: dict[tuple[str, int], TrainingJob] = {}
 _JOBS_LOCK = threading.Lock()
@@ -108,246 +111,11 @@ class TrainingJob:
         return not self.running
 
 
-@dataclass
-class TrainResult:
-    """What ``train_run`` produced."""
-
-    run_id: int
-    scores: np.ndarray
-    threshold: float
-    metrics: dict[str, Any]
-
-
 def _duration(seconds: float) -> str:
     seconds = max(0.0, float(seconds))
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min"
-
-
-def _sample_rows(candidates: np.ndarray, must_include: np.ndarray, seed: int) -> np.ndarray:
-    """Return sorted positions: ``candidates``, or a seeded sample of MAX_TRAIN_ROWS of them.
-
-    Rows in ``must_include`` (labelled rows among the candidates) are always kept.
-    """
-    if candidates.size <= MAX_TRAIN_ROWS:
-        return candidates
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(candidates, size=MAX_TRAIN_ROWS, replace=False)
-    return np.union1d(chosen, np.intersect1d(must_include, candidates)).astype(np.int64)
-
-
-def _step_flops(n_features: int, params: dict[str, Any]) -> float:
-    """Return the rough multiply-adds of one training step of a deep detector's network."""
-    from ad_core.nn import widths_for
-
-    hidden, rep = widths_for(max(1, n_features))
-    if params.get("hidden_dims"):
-        hidden = [int(h) for h in params["hidden_dims"]]
-    if params.get("rep_dim"):
-        rep = int(params["rep_dim"])
-    dims = [n_features, *hidden, rep]
-    weights = 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))  # enc + dec
-    return 3.0 * weights * float(params.get("batch_size") or 128)  # forward + backward
-
-
-def _metrics_on(
-    truth: np.ndarray | None, scores: np.ndarray, threshold: float, rows: np.ndarray
-) -> dict[str, Any] | None:
-    """Return AUROC, AUPRC and precision/recall/F1 on ``rows``, or None without both classes."""
-    from ad_core.metrics import summary
-
-    if truth is None or rows.size == 0:
-        return None
-    t = truth[rows]
-    if not ((t == 1).any() and (t == 0).any()):
-        return None
-    full = summary(t, scores[rows], threshold)
-    out: dict[str, Any] = {"n_rows": int(rows.size), "n_anomalies": int((t == 1).sum())}
-    for name in ("auroc", "auprc", "precision", "recall", "f1", "n_flagged"):
-        value = full[name]
-        out[name] = None if value != value else value  # NaN -> None for JSON
-    return out
-
-
-def train_run(
-    ws: Workspace,
-    run_id: int,
-    *,
-    labels: np.ndarray | None = None,
-    use_labels: bool = True,
-    setup: Any = None,
-    callback: Callable[[dict], Any] | None = None,
-    on_stage: Callable[[str], None] | None = None,
-    on_notice: Callable[[str], None] | None = None,
-) -> TrainResult:
-    """Train, score and save the run ``run_id`` recorded by ``ws.create_run``.
-
-    ``labels`` (one per dataset row, -1/0/1) choose rows for the training-set choices that
-    name them and, with ``use_labels`` and a detector that learns from labels, are passed to
-    it as ``y`` for its training rows. ``setup``: the :class:`ad_core.runs.TrainingSetup` (which rows to train on,
-    the held-out share); default: the one recorded with the run, else all rows, none held
-    out. On any error the run is marked failed (cancelled for FitCancelled) and re-raised.
-    """
-    from ad_core import FitCancelled, make_detector
-    from ad_core.data import Preprocessor, Schema, ground_truth, row_keys
-    from ad_core.explain import feature_contributions, reference_stats, top_features
-    from ad_core.runs import ROLE_HELDOUT, ROLE_TRAIN, ROLE_UNUSED, TrainingSetup, row_roles
-    from ad_studio_ui.workspace import (
-        EXPLAIN_FILE,
-        MODEL_DIR,
-        PREPROCESSOR_FILE,
-        REFERENCE_FILE,
-        ROW_ROLES_FILE,
-        TRAIN_ROWS_FILE,
-    )
-
-    stage = on_stage or (lambda s: None)
-    start = time.perf_counter()
-    run = ws.get_run(run_id)
-    try:
-        stage("loading the data")
-        record = ws.get_dataset(run.dataset_id)
-        frame = ws.load_dataset_frame(run.dataset_id)
-        schema = Schema.from_dict(record.schema)
-        keys = row_keys(frame, schema)
-        truth = ground_truth(frame, schema)
-        params = dict(run.params or {})
-        seed = int(params.get("random_state") or 0)
-        if setup is None:
-            setup = TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
-        ws.set_setting(setup_key(run_id), setup.to_dict())
-        from ad_core import get_detector_info
-
-        learns = (
-            use_labels
-            and labels is not None
-            and get_detector_info(run.detector).uses_labels != "no"
-        )
-        roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
-        labelled = (
-            np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
-        )
-        candidates = np.flatnonzero(roles == ROLE_TRAIN)
-        sample = _sample_rows(candidates, labelled, seed)
-        sampled = sample.size < candidates.size
-        roles[np.setdiff1d(candidates, sample)] = ROLE_UNUSED
-        train_frame = frame.iloc[sample]
-        if sampled and on_notice is not None:
-            on_notice(
-                f"{candidates.size:,} rows are chosen for training: the model trains on a "
-                f"random sample of {sample.size:,} of them (seed {seed}) and scores all rows."
-            )
-
-        stage("preprocessing")
-        prep = Preprocessor(**(run.preprocessing or {}))
-        X_train = prep.fit_transform(train_frame, schema)
-        y_train = labels[sample] if learns else None
-
-        stage("training")
-        det = make_detector(run.detector, **params)
-        det.fit(X_train, y_train, callback=callback)
-
-        stage("scoring every row")
-        scores = np.empty(len(frame), dtype=np.float64)
-        for lo in range(0, len(frame), SCORE_CHUNK_ROWS):
-            chunk = frame.iloc[lo : lo + SCORE_CHUNK_ROWS]
-            scores[lo : lo + len(chunk)] = det.decision_function(prep.transform(chunk))
-        # Training rows keep the scores the detector gave them in training: for kNN a row is
-        # not its own neighbour there, so they compare with the rows it never saw.
-        scores[sample] = det.decision_scores_
-        threshold = float(det.threshold_)
-
-        stage("saving")
-        folder = ws.run_dir(run_id)
-        det.save(folder / MODEL_DIR)
-        prep.save(folder / PREPROCESSOR_FILE)
-        reference = reference_stats(X_train)
-        (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict()))
-        np.save(folder / TRAIN_ROWS_FILE, sample, allow_pickle=False)
-        np.save(folder / ROW_ROLES_FILE, roles, allow_pickle=False)
-        ws.save_scores(run_id, keys, scores)
-
-        top = np.argsort(-scores, kind="stable")[:EXPLAIN_TOP_ROWS]
-        contrib = feature_contributions(det, prep.transform(frame.iloc[top]), reference=reference)
-        explained = {
-            "method": contrib.method,
-            "rows": {
-                str(keys[i]): feats
-                for i, feats in zip(
-                    top, top_features(contrib, prep.feature_names_out_, k=3), strict=True
-                )
-            },
-        }
-        (folder / EXPLAIN_FILE).write_text(json.dumps(explained))
-
-        held = np.flatnonzero(roles == ROLE_HELDOUT)
-        metrics: dict[str, Any] = {
-            "threshold": threshold,
-            "n_rows": int(len(frame)),
-            "n_train": int(sample.size),
-            "n_heldout": int(held.size),
-            "train_on": setup.train_on,
-            "holdout": setup.holdout,
-            "n_features": int(X_train.shape[1]),
-            "sampled": bool(sampled),
-        }
-        if labels is not None:
-            metrics["n_labels"] = int(labelled.size)
-            metrics["n_labelled_anomalies"] = int((labels == 1).sum())
-        parent = ws.get_setting(f"run_parent.{run_id}")
-        if parent is not None:
-            metrics["parent_run"] = parent
-        # The headline figures are on the held-out rows when there are some (the rows the
-        # model never saw), else on every row; "evaluated_on" says which.
-        unlabelled = np.ones(len(frame), dtype=bool) if labels is None else labels == -1
-        eval_rows = held[unlabelled[held]] if held.size else np.flatnonzero(unlabelled)
-        headline = _metrics_on(truth, scores, threshold, eval_rows)
-        if headline is not None:
-            metrics.update({k: v for k, v in headline.items() if k not in ("n_rows",)})
-            metrics["evaluated_on"] = (
-                "unlabelled held-out rows" if held.size else "unlabelled rows (trained on)"
-            )
-            metrics["n_evaluated"] = int(eval_rows.size)
-        on_train = _metrics_on(truth, scores, threshold, sample)
-        if on_train is not None and held.size:
-            metrics["train_auroc"] = on_train["auroc"]
-        ws.finish_run(
-            run_id,
-            metrics,
-            status="done",
-            fit_seconds=time.perf_counter() - start,
-            model_path=folder / MODEL_DIR,
-        )
-        return TrainResult(run_id, scores, threshold, metrics)
-    except FitCancelled:
-        ws.finish_run(
-            run_id,
-            {"error": "cancelled by the user"},
-            status="cancelled",
-            fit_seconds=time.perf_counter() - start,
-        )
-        raise
-    except Exception as exc:
-        ws.finish_run(
-            run_id,
-            {"error": f"{type(exc).__name__}: {exc}"},
-            status="failed",
-            fit_seconds=time.perf_counter() - start,
-        )
-        raise
-
-
-def setup_key(run_id: int) -> str:
-    """Return the settings key of a run's training set-up (``TrainingSetup.to_dict``)."""
-    return f"run_setup.{int(run_id)}"
-
-
-def run_setup(ws: Workspace, run_id: int) -> Any:
-    """Return the :class:`ad_core.runs.TrainingSetup` a run was trained with."""
-    from ad_core.runs import TrainingSetup
-
-    return TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
 
 
 def _process_context() -> Any:

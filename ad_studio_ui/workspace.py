@@ -33,15 +33,20 @@ import pandas as pd
 import streamlit as st
 
 from ad_core.data import Schema, ground_truth, row_keys
-from ad_core.runs import ROLE_HELDOUT, ROLE_NAMES, ROLE_TRAIN, ROLE_UNUSED  # noqa: F401
+from ad_core.runs import (  # noqa: F401  (the run folder's layout and row roles)
+    EXPLAIN_FILE,
+    MODEL_DIR,
+    PREPROCESSOR_FILE,
+    REFERENCE_FILE,
+    ROLE_HELDOUT,
+    ROLE_NAMES,
+    ROLE_TRAIN,
+    ROLE_UNUSED,
+    ROW_ROLES_FILE,
+    TRAIN_ROWS_FILE,
+)
 from ad_core.store import RunRecord, Workspace
 
-MODEL_DIR = "model"
-PREPROCESSOR_FILE = "preprocessor.json"
-REFERENCE_FILE = "reference.json"
-TRAIN_ROWS_FILE = "train_rows.npy"
-EXPLAIN_FILE = "explain_top.json"
-ROW_ROLES_FILE = "row_roles.npy"
 _SEQUENCE_NAME = re.compile(r"^(.*?)(\d+)$")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ad_core import load_detector
+from ad_core import load_detector, runs
 from ad_core.data import Preprocessor
 from ad_core.explain import feature_contributions, reference_stats, top_features
 from ad_core.store import Workspace
@@ -36,7 +36,7 @@ def test_training_thread_reports_progress_and_can_be_cancelled():
 
 
 def test_large_data_trains_on_a_seeded_sample_and_scores_every_row(monkeypatch):
-    monkeypatch.setattr(training, "MAX_TRAIN_ROWS", 300)
+    monkeypatch.setattr(runs, "MAX_TRAIN_ROWS", 300)
     ws = Workspace()
     dataset_id = add_sample(ws, "cardio")  # 1831 rows
     labels = np.full(1831, -1)
@@ -112,7 +112,7 @@ def test_rows_in_the_training_sample_score_like_the_rest(monkeypatch, detector, 
 
     from ad_core.data import infer_schema
 
-    monkeypatch.setattr(training, "MAX_TRAIN_ROWS", 1000)
+    monkeypatch.setattr(runs, "MAX_TRAIN_ROWS", 1000)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(3000, 6)), columns=[f"x{i}" for i in range(6)])
     ws = Workspace()

@@ -416,10 +416,7 @@ def train_run(
         det.fit(X_train, y_train, callback=callback)
 
         stage("scoring every row")
-        scores = np.empty(len(frame), dtype=np.float64)
-        for lo in range(0, len(frame), SCORE_CHUNK_ROWS):
-            chunk = frame.iloc[lo : lo + SCORE_CHUNK_ROWS]
-            scores[lo : lo + len(chunk)] = det.decision_function(prep.transform(chunk))
+        scores = score(SavedRun(None, det, prep), frame)
         # Training rows keep the scores the detector gave them in training: for kNN a row is
         # not its own neighbour there, so they compare with the rows it never saw.
         scores[sample] = det.decision_scores_
@@ -513,3 +510,51 @@ def setup_key(run_id: int) -> str:
 def run_setup(ws: Workspace, run_id: int) -> Any:
     """Return the :class:`ad_core.runs.TrainingSetup` a run was trained with."""
     return TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A trained run read back from its folder: what scoring new data needs."""
+
+    folder: Any
+    detector: Any
+    preprocessor: Any
+
+    @property
+    def threshold(self) -> float:
+        """Return the run's threshold (the detector's ``threshold_``)."""
+        return float(self.detector.threshold_)
+
+
+def load_run(folder: Any) -> SavedRun:
+    """Return the run saved in ``folder`` (a ``Workspace.run_dir``) by :func:`train_run`."""
+    from pathlib import Path
+
+    from ad_core.data import Preprocessor
+    from ad_core.detectors import load_detector
+
+    folder = Path(folder)
+    if not (folder / MODEL_DIR).is_dir() or not (folder / PREPROCESSOR_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no trained run (its model or preprocessor is missing); "
+            "train the run again or pick another."
+        )
+    return SavedRun(
+        folder, load_detector(folder / MODEL_DIR), Preprocessor.load(folder / PREPROCESSOR_FILE)
+    )
+
+
+def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.ndarray:
+    """Return the anomaly score of every row of ``frame`` under a saved run, in row chunks.
+
+    The run's saved preprocessor turns each chunk into features, so memory stays bounded by
+    the chunk. Rows the run trained on score as new rows here (for kNN a row then counts
+    itself as a neighbour: the run's stored training scores do not).
+    """
+    out = np.empty(len(frame), dtype=np.float64)
+    for lo in range(0, len(frame), int(chunk_rows)):
+        chunk = frame.iloc[lo : lo + int(chunk_rows)]
+        out[lo : lo + len(chunk)] = run.detector.decision_function(
+            run.preprocessor.transform(chunk)
+        )
+    return out

@@ -107,3 +107,23 @@ def test_concurrent_jobs_divide_the_cores_and_small_networks_use_one_thread():
     assert job_threads(3, cores=2) == 1
     assert job_threads(1, cores=8, step_flops=1e5) == 1
     assert job_threads(2, cores=8, step_flops=1e12) == 4
+
+
+def test_a_saved_run_scores_new_rows_like_the_run_did(tmp_path):
+    from ad_core.data import infer_schema
+    from ad_core.runs import load_run, score, train_run
+    from ad_core.store import Workspace
+
+    rng = np.random.default_rng(0)
+    import pandas as pd
+
+    frame = pd.DataFrame(rng.normal(size=(400, 5)), columns=list("abcde"))
+    ws = Workspace(tmp_path)
+    dataset_id = ws.add_dataset("t", frame, infer_schema(frame).to_dict())
+    run_id = ws.create_run(dataset_id, "autoencoder", {"epochs": 3, "random_state": 0}, {})
+    result = train_run(ws, run_id, setup=TrainingSetup("all", 0.25))
+    saved = load_run(ws.run_dir(run_id))
+    np.testing.assert_allclose(score(saved, frame, chunk_rows=64), result.scores, rtol=1e-5)
+    assert saved.threshold == pytest.approx(result.threshold)
+    with pytest.raises(FileNotFoundError, match="no trained run"):
+        load_run(tmp_path / "nothing")

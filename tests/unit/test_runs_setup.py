@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ad_core.data import DataError
@@ -115,8 +116,6 @@ def test_a_saved_run_scores_new_rows_like_the_run_did(tmp_path):
     from ad_core.store import Workspace
 
     rng = np.random.default_rng(0)
-    import pandas as pd
-
     frame = pd.DataFrame(rng.normal(size=(400, 5)), columns=list("abcde"))
     ws = Workspace(tmp_path)
     dataset_id = ws.add_dataset("t", frame, infer_schema(frame).to_dict())

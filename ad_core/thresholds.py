@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CONTAMINATION_RANGE",
     "RULES",
     "RuleParam",
     "ThresholdRule",
@@ -33,6 +34,11 @@ __all__ = [
     "top_fraction_threshold",
     "top_k_threshold",
 ]
+
+#: The one range of a detector's ``contamination`` (the expected share of anomalies), both
+#: ends allowed: the detectors' setting and the "Expected share" rule both use it. (The
+#: function contamination_threshold itself takes any share from 0 to 1.)
+CONTAMINATION_RANGE = (0.001, 0.5)
 
 # Scale factor that makes the median absolute deviation a consistent estimator of the
 # standard deviation for normally distributed data (1 / Phi^-1(3/4)).
@@ -277,7 +283,11 @@ RULES: dict[str, ThresholdRule] = {
             help="Flag about this share of rows: the score quantile a detector uses for its "
             "own threshold. Use when you know roughly how common anomalies are.",
             fn=contamination_threshold,
-            params=(RuleParam("contamination", "float", 0.1, 0.0, 0.5, "Share of rows to flag."),),
+            params=(
+                RuleParam(
+                    "contamination", "float", 0.1, *CONTAMINATION_RANGE, "Share of rows to flag."
+                ),
+            ),
         ),
         ThresholdRule(
             name="top_k",

@@ -117,7 +117,11 @@ def params_from_widgets(info: DetectorInfo, values: dict[str, Any]) -> dict[str,
             params[spec.name] = raw
         elif spec.kind == "int_list":
             parsed = _parse_int_list(str(raw), spec.name)
-            params[spec.name] = None if parsed is None else list(parsed)
+            # empty: "automatic" where the detector has one, else an empty list
+            if parsed is None:
+                params[spec.name] = None if spec.default is None else []
+            else:
+                params[spec.name] = list(parsed)
         elif isinstance(raw, str):
             params[spec.name] = _parse_optional(raw, spec.kind, spec)
         elif spec.kind == "int":

@@ -369,8 +369,9 @@ def _stop_training_processes() -> None:
 
 def _error_text(exc: Exception) -> str:
     from ad_core.data import DataError
+    from ad_core.detectors import ParameterError
 
-    if isinstance(exc, DataError):
+    if isinstance(exc, DataError | ParameterError):  # written for people already
         return str(exc)
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (in {last[0].name})" if last else ""

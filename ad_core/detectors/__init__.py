@@ -5,7 +5,8 @@
 
 Each detector class carries its :class:`DetectorInfo` (description, label use, latent space,
 hyperparameter specs). Parameter defaults are read from the constructor signature, so nothing
-about a detector is written twice.
+about a detector is written twice; ``fit`` checks every setting against these specs
+(:func:`validate_params`), so a notebook, the command line and the app get the same message.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ad_core.detectors.base import (
+    CONTAMINATION_RANGE,
+    FORMAT_VERSION,
     BaseDetector,
     DetectorInfo,
     NotFittedError,
+    ParameterError,
     ParamSpec,
+    param_specs,
     validate_features,
+    validate_params,
 )
 from ad_core.nn.training import FitCancelled
 
@@ -64,15 +70,12 @@ def get_detector_class(name: str) -> type[BaseDetector]:
 
 
 def get_detector_info(name: str) -> DetectorInfo:
-    """Return the registry entry of ``name`` with parameter defaults from its constructor."""
+    """Return the registry entry of ``name`` with parameter defaults from its constructor.
+
+    Raises TypeError when the entry describes a setting the constructor does not take.
+    """
     cls = get_detector_class(name)
-    signature = inspect.signature(cls.__init__).parameters
-    params = tuple(
-        dataclasses.replace(p, default=signature[p.name].default)
-        for p in cls.info.params
-        if p.name in signature
-    )
-    return dataclasses.replace(cls.info, params=params)
+    return dataclasses.replace(cls.info, params=param_specs(cls))
 
 
 def list_detectors() -> list[DetectorInfo]:
@@ -94,23 +97,60 @@ def make_detector(name: str, **params: Any) -> BaseDetector:
 
 
 def load_detector(path: str | Path) -> BaseDetector:
-    """Return the fitted detector saved in folder ``path`` (no unpickling)."""
+    """Return the fitted detector saved in folder ``path`` (no unpickling).
+
+    Raises ValueError when ``config.json`` is not JSON, is not an ad_core detector's config, or
+    was written by a newer ad_core (a ``format_version`` above :data:`FORMAT_VERSION`).
+    """
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"No saved detector in {path} (config.json is missing).")
-    config = json.loads(config_file.read_text())
-    if config.get("format") != "ad_core.detector":
-        raise ValueError(f"{config_file} is not an ad_core detector config.")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{config_file} is damaged or not a saved model: it is not valid JSON ({exc}). "
+            "Save the model again, or pick the folder of a saved model."
+        ) from None
+    _check_saved_format(config, config_file)
     cls = get_detector_class(config["detector"])
     return cls._from_saved(path, config)
 
 
+def _check_saved_format(config: Any, config_file: Path) -> None:
+    """Raise ValueError unless ``config`` is an ad_core detector config this version reads."""
+    if not isinstance(config, dict) or config.get("format") != "ad_core.detector":
+        raise ValueError(
+            f"{config_file} is not the config of a model saved by ad_core; pick the folder "
+            "of a saved model (det.save(path) writes one)."
+        )
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{config_file} has no valid format_version (got {version!r}); the file is "
+            "damaged. Save the model again."
+        )
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"This model was saved by a newer version of ad_core (format {version}; this one "
+            f"reads up to {FORMAT_VERSION}). Upgrade ad-studio to load it."
+        )
+    missing = [key for key in ("detector", "params", "state") if key not in config]
+    if missing:
+        raise ValueError(
+            f"{config_file} lacks {', '.join(missing)}; the file is damaged. Save the model again."
+        )
+
+
 __all__ = [
+    "CONTAMINATION_RANGE",
+    "FORMAT_VERSION",
     "BaseDetector",
     "DetectorInfo",
     "FitCancelled",
     "NotFittedError",
+    "ParameterError",
     "ParamSpec",
     "get_detector_class",
     "get_detector_info",
@@ -118,4 +158,5 @@ __all__ = [
     "load_detector",
     "make_detector",
     "validate_features",
+    "validate_params",
 ]

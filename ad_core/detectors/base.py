@@ -10,7 +10,11 @@ read with ``allow_pickle=False``): loading a model never unpickles arbitrary obj
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +25,11 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ad_core.data.errors import DataError
+from ad_core.thresholds import CONTAMINATION_RANGE, contamination_threshold
 
 FORMAT_VERSION = 1
+#: the kinds of hyperparameter a ParamSpec can describe
+PARAM_KINDS = ("int", "float", "choice", "bool", "int_list")
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,127 @@ CONTAMINATION_PARAM = ParamSpec(
     "contamination",
     "float",
     "Expected share of anomalies; sets the default threshold.",
-    low=0.001,
-    high=0.49,
+    low=CONTAMINATION_RANGE[0],
+    high=CONTAMINATION_RANGE[1],
 )
-SEED_PARAM = ParamSpec("random_state", "int", "Seed; the same seed gives the same model.", low=0)
+#: numpy and scikit-learn take seeds from 0 to 2**32 - 1
+SEED_PARAM = ParamSpec(
+    "random_state", "int", "Seed; the same seed gives the same model.", low=0, high=2**32 - 1
+)
+
+
+class ParameterError(ValueError):
+    """A detector setting outside what its registry spec allows; the message is for people."""
 
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when a detector is used before ``fit``."""
+
+
+# -- hyperparameters: the registry's specs, checked once in fit -------------------------------
+def param_specs(cls: type) -> tuple[ParamSpec, ...]:
+    """Return ``cls.info.params`` with defaults read from ``cls.__init__``.
+
+    Raises TypeError when a spec is faulty (names no constructor argument, twice the same
+    setting, an unknown kind, a choice without choices, a default its own spec refuses): a
+    mistake in the detector's code, reported when its registry entry is read.
+    """
+    signature = inspect.signature(cls.__init__).parameters
+    where = f"{cls.__name__}.info.params"
+    specs: list[ParamSpec] = []
+    for spec in cls.info.params:
+        if spec.name == "self" or spec.name not in signature:
+            raise TypeError(
+                f"{where} describes a setting {spec.name!r}, but {cls.__name__}() takes no "
+                f"argument of that name. Rename the ParamSpec or add the argument to __init__."
+            )
+        if any(s.name == spec.name for s in specs):
+            raise TypeError(f"{where} describes the setting {spec.name!r} twice.")
+        if spec.kind not in PARAM_KINDS:
+            raise TypeError(
+                f"{where}: {spec.name!r} has kind {spec.kind!r}; kinds are "
+                f"{', '.join(PARAM_KINDS)}."
+            )
+        if spec.kind == "choice" and not spec.choices:
+            raise TypeError(f"{where}: the choice {spec.name!r} lists no choices.")
+        default = signature[spec.name].default
+        spec = dataclasses.replace(spec, default=default)
+        if default is not inspect.Parameter.empty and not _is_allowed(spec, default):
+            raise TypeError(
+                f"{where}: the default of {spec.name!r} ({default!r}) is not {_allowed(spec)}."
+            )
+        specs.append(spec)
+    return tuple(specs)
+
+
+def validate_params(detector: BaseDetector) -> None:
+    """Check every setting of ``detector`` against its registry spec; ParameterError if bad.
+
+    The message names the detector, the setting, what is allowed and the value given, e.g.
+    "k nearest neighbours: 'method' must be one of largest, mean; got 'median'."
+    """
+    specs = param_specs(type(detector))
+    if not any(spec.name == "contamination" for spec in specs):
+        specs = (*specs, CONTAMINATION_PARAM)  # fit always uses it for threshold_
+    for spec in specs:
+        value = getattr(detector, spec.name)
+        if not _is_allowed(spec, value):
+            shown = value.item() if isinstance(value, np.generic) else value
+            raise ParameterError(
+                f"{detector.info.title}: {spec.name!r} must be {_allowed(spec)}; got {shown!r}."
+            )
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _in_range(spec: ParamSpec, value: float) -> bool:
+    low_ok = spec.low is None or value >= spec.low
+    return low_ok and (spec.high is None or value <= spec.high)
+
+
+def _is_allowed(spec: ParamSpec, value: Any) -> bool:
+    """Return whether ``value`` is one ``spec`` allows (None only where the default is None)."""
+    if value is None:
+        return spec.default is None
+    if spec.kind == "bool":
+        return isinstance(value, bool | np.bool_)
+    if spec.kind == "choice":
+        return isinstance(value, str | numbers.Number) and value in spec.choices
+    if spec.kind == "int_list":
+        # A list or tuple (JSON gives lists, the constructors' defaults are tuples).
+        return isinstance(value, list | tuple) and all(_is_whole(v) and v >= 1 for v in value)
+    if spec.kind == "int":
+        return _is_whole(value) and _in_range(spec, value)
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    return is_number and math.isfinite(value) and _in_range(spec, value)
+
+
+def _plain(x: float) -> str:
+    """Return ``x`` written without exponent: 0.00001, 1000, 0.49."""
+    return np.format_float_positional(float(x), trim="-")
+
+
+def _allowed(spec: ParamSpec) -> str:
+    """Return what ``spec`` allows, in words: "a whole number from 1 to 1000"."""
+    if spec.kind == "bool":
+        text = "True or False"
+    elif spec.kind == "choice":
+        text = "one of " + ", ".join(str(c) for c in spec.choices)
+    elif spec.kind == "int_list":
+        text = "a list of whole numbers, each at least 1"
+    else:
+        text = "a whole number" if spec.kind == "int" else "a number"
+        if spec.low is not None and spec.high is not None:
+            text += f" from {_plain(spec.low)} to {_plain(spec.high)}"
+        elif spec.low is not None:
+            text += f" of at least {_plain(spec.low)}"
+        elif spec.high is not None:
+            text += f" of at most {_plain(spec.high)}"
+    if spec.default is None:
+        text += ", or None (automatic)"
+    return text
 
 
 def validate_features(X: Any, *, n_features: int | None = None, dtype=np.float64) -> np.ndarray:
@@ -160,22 +280,20 @@ class BaseDetector(BaseEstimator):
     # -- the contract -------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, callback: Callable | None = None) -> BaseDetector:
         """Fit on ``X`` (and labels ``y`` where the detector uses them); return ``self``."""
+        validate_params(self)
         X = validate_features(X, dtype=self._input_dtype())
         if X.shape[0] < self._min_rows:
             raise DataError(
                 f"{self.info.title} needs at least {self._min_rows} rows to train; got "
                 f"{X.shape[0]}."
             )
-        contamination = float(self.contamination)
-        if not 0.0 < contamination < 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
         y = validate_labels(y, X.shape[0])
         start = time.perf_counter()
         self._fit(X, y, callback)
         self.n_features_in_ = X.shape[1]
         self.decision_scores_ = np.asarray(self._training_scores(X), dtype=np.float64)
         self.fit_seconds_ = time.perf_counter() - start
-        self.threshold_ = _contamination_threshold(self.decision_scores_, contamination)
+        self.threshold_ = float(contamination_threshold(self.decision_scores_, self.contamination))
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -269,12 +387,6 @@ class BaseDetector(BaseEstimator):
             raise NotFittedError(
                 f"This {self.info.title} is not trained yet; call fit(X) before scoring."
             )
-
-
-def _contamination_threshold(scores: np.ndarray, contamination: float) -> float:
-    from ad_core.thresholds import contamination_threshold
-
-    return float(contamination_threshold(scores, contamination))
 
 
 def emit(callback: Callable | None, event: dict) -> None:

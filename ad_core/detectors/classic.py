@@ -272,12 +272,10 @@ class KNN(BaseDetector):
         self.random_state = random_state  # unused: exact neighbour search is deterministic
 
     def _fit(self, X, y, callback: Callable | None) -> None:
-        if self.method not in ("largest", "mean"):
-            raise ValueError(f"method must be 'largest' or 'mean', got {self.method!r}")
-        if int(self.n_neighbors) >= len(X):
+        if int(self.n_neighbors) >= len(X):  # depends on the data, so not in the spec
             raise ValueError(
-                f"n_neighbors ({self.n_neighbors}) must be smaller than the number of training "
-                f"rows ({len(X)})."
+                f"{self.info.title}: 'n_neighbors' ({self.n_neighbors}) must be smaller than "
+                f"the number of training rows ({len(X)})."
             )
         self.reference_ = X
         self._index = NearestNeighbors().fit(X)

@@ -511,7 +511,8 @@ class CompactVAE(TorchDetector):
             ParamSpec(
                 "n_samples",
                 "int",
-                "Latent draws per row when scoring (N).",
+                "Latent draws per row when scoring (N; at least 2, the hole indicator is a "
+                "spread).",
                 low=2,
                 high=512,
                 log=True,
@@ -584,15 +585,7 @@ class CompactVAE(TorchDetector):
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_settings(self, X: np.ndarray) -> None:
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}."
-                )
-        if int(self.n_samples) < 2:
-            raise ValueError("n_samples must be at least 2: the hole indicator is a spread.")
-        if self.compactness == "lipschitz" and not float(self.lipschitz_constant) > 0:
-            raise ValueError("lipschitz_constant must be positive.")
+        """Check the settings that depend on the data (fit has checked each one's spec)."""
         if self.network == "conv" and X.shape[1] != IMAGE_SIDE**2:
             raise DataError(
                 f"The conv network reads 28x28 images (784 features); this data has "

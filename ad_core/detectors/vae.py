@@ -135,8 +135,6 @@ class VAE(TorchDetector):
         return VAEModel(n_features, self.hidden_dims_, self.rep_dim_)
 
     def _train(self, model: VAEModel, X, y, gen, callback: Callable | None) -> None:
-        if self.score not in ("elbo", "reconstruction"):
-            raise ValueError(f"score must be 'elbo' or 'reconstruction', got {self.score!r}")
         beta = float(self.beta)
 
         def loss(m: VAEModel, x: torch.Tensor) -> torch.Tensor:

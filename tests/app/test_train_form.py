@@ -120,3 +120,17 @@ def test_train_page_shows_no_run_of_another_dataset(app):
     assert not problems(at), problems(at)
     assert not any(f"Run #{run_id}" in m.value for m in at.markdown)
     assert not at.get("plotly_chart")  # no loss curve of the other dataset's run
+
+
+def test_a_setting_the_library_refuses_is_said_in_plain_words(app):
+    app.button(key="sample_cardio").click().run()
+    at = open_page(app, "train")
+    at.text_input(key="train_autoencoder_hidden_dims").set_value("32, 0")
+    at.number_input(key="train_autoencoder_epochs").set_value(1)
+    at.get("form_submit_button")[0].click().run()
+    job = training.get_job(at.session_state["training_run_id"])
+    assert job.wait(timeout=60) and job.status == "failed"
+    at.run()
+    (shown,) = [e.value for e in at.error if "Training failed" in e.value]
+    assert "Autoencoder: 'hidden_dims' must be" in shown and "got [32, 0]" in shown
+    assert "ValueError" not in shown and "(in " not in shown

@@ -190,13 +190,13 @@ def test_hole_score_is_the_hole_indicator_and_latent_helper_returns_it(plane):
 def test_settings_are_checked_with_clear_messages(plane):
     from ad_core.data import DataError
 
-    with pytest.raises(ValueError, match="compactness must be one of"):
+    with pytest.raises(ValueError, match="'compactness' must be one of lipschitz, sphere, none"):
         make_detector("compact_vae", compactness="cube", epochs=1).fit(plane)
     with pytest.raises(DataError, match="784"):
         make_detector("compact_vae", network="conv", epochs=1).fit(plane)
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         make_detector("compact_vae", likelihood="bernoulli", epochs=1).fit(plane)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="'n_samples' must be a whole number from 2 to 512"):
         make_detector("compact_vae", n_samples=1, epochs=1).fit(plane)
 
 

@@ -558,3 +558,68 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
             run.preprocessor.transform(chunk)
         )
     return out
+
+
+# --- which rows to show the expert next, and how far two runs agree --------------------
+
+QUEUE_MODES = {
+    "highest": "Highest scores",
+    "threshold": "Nearest the threshold",
+    "random": "A random sample",
+    "map": "Sent from the map",
+}
+
+
+def next_in_queue(
+    mode: str,
+    scores: np.ndarray,
+    order: np.ndarray,
+    threshold: float,
+    labels: np.ndarray,
+    skipped: set[int],
+    *,
+    map_positions: np.ndarray | None = None,
+) -> tuple[int | None, int]:
+    """Return (position of the next row to review or None, rows left in this queue).
+
+    Labelled and skipped rows are passed over.
+    """
+    if mode == "highest":
+        candidates = order
+    elif mode == "threshold":
+        candidates = np.argsort(np.abs(scores - threshold), kind="stable")
+    elif mode == "random":
+        candidates = np.random.default_rng(0).permutation(scores.size)
+    else:
+        candidates = np.asarray(map_positions if map_positions is not None else [], dtype=np.int64)
+    open_ = labels[candidates] == -1
+    if skipped:
+        open_ &= ~np.isin(candidates, np.fromiter(skipped, dtype=np.int64))
+    remaining = candidates[open_]
+    return (int(remaining[0]) if remaining.size else None), int(remaining.size)
+
+
+def percentiles(scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Return the score percentile (0..100, 100 = highest) of the rows at ``positions``."""
+    ranked = np.sort(scores)
+    return 100.0 * np.searchsorted(ranked, scores[positions], side="right") / scores.size
+
+
+def agreement(
+    scores_a: np.ndarray, scores_b: np.ndarray, t_a: float, t_b: float
+) -> dict[str, float]:
+    """Return how much two runs agree: rank correlation and overlap of their flagged rows."""
+    from scipy.stats import spearmanr
+
+    from ad_core.thresholds import flag
+
+    fa, fb = flag(scores_a, t_a), flag(scores_b, t_b)
+    union = int(np.count_nonzero(fa | fb))
+    rho = spearmanr(scores_a, scores_b).statistic
+    return {
+        "spearman": float(rho),
+        "flagged_both": int(np.count_nonzero(fa & fb)),
+        "flagged_a_only": int(np.count_nonzero(fa & ~fb)),
+        "flagged_b_only": int(np.count_nonzero(~fa & fb)),
+        "jaccard": float(np.count_nonzero(fa & fb) / union) if union else float("nan"),
+    }

@@ -1,4 +1,4 @@
-"""The review queue and the "before / after" view of a retrain with labels."""
+"""The Label page's cached view of typical feature ranges (the queue order is ad_core.runs)."""
 
 from __future__ import annotations
 
@@ -11,43 +11,8 @@ import streamlit as st
 from ad_core.store import RunRecord
 from ad_studio_ui.workspace import DatasetView, get_workspace
 
-QUEUE_MODES = {
-    "highest": "Highest scores",
-    "threshold": "Nearest the threshold",
-    "random": "A random sample",
-    "map": "Sent from the map",
-}
 #: rows labelled normal needed before they, not the low-scoring half, define "typical"
 MIN_NORMAL_LABELS = 30
-
-
-def next_in_queue(
-    mode: str,
-    scores: np.ndarray,
-    order: np.ndarray,
-    threshold: float,
-    labels: np.ndarray,
-    skipped: set[int],
-    *,
-    map_positions: np.ndarray | None = None,
-) -> tuple[int | None, int]:
-    """Return (position of the next row to review or None, rows left in this queue).
-
-    Labelled and skipped rows are passed over.
-    """
-    if mode == "highest":
-        candidates = order
-    elif mode == "threshold":
-        candidates = np.argsort(np.abs(scores - threshold), kind="stable")
-    elif mode == "random":
-        candidates = np.random.default_rng(0).permutation(scores.size)
-    else:
-        candidates = np.asarray(map_positions if map_positions is not None else [], dtype=np.int64)
-    open_ = labels[candidates] == -1
-    if skipped:
-        open_ &= ~np.isin(candidates, np.fromiter(skipped, dtype=np.int64))
-    remaining = candidates[open_]
-    return (int(remaining[0]) if remaining.size else None), int(remaining.size)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -79,9 +44,3 @@ def typical_ranges(
         digest = "lowhalf"
         rows = np.argsort(scores, kind="stable")[: max(1, scores.size // 2)]
     return _typical(str(get_workspace().home), int(run.id), f"{basis}|{digest}", view, rows)
-
-
-def percentiles(scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Return the score percentile (0..100, 100 = highest) of the rows at ``positions``."""
-    ranked = np.sort(scores)
-    return 100.0 * np.searchsorted(ranked, scores[positions], side="right") / scores.size

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ad_core.store import RunRecord
@@ -89,26 +88,6 @@ def settings_diff(a: RunRecord, b: RunRecord) -> pd.DataFrame:
     )
     table["differs"] = table[f"#{a.id}"] != table[f"#{b.id}"]
     return table.sort_values("differs", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def agreement(
-    scores_a: np.ndarray, scores_b: np.ndarray, t_a: float, t_b: float
-) -> dict[str, float]:
-    """Return how much two runs agree: rank correlation and overlap of their flagged rows."""
-    from scipy.stats import spearmanr
-
-    from ad_core.thresholds import flag
-
-    fa, fb = flag(scores_a, t_a), flag(scores_b, t_b)
-    union = int(np.count_nonzero(fa | fb))
-    rho = spearmanr(scores_a, scores_b).statistic
-    return {
-        "spearman": float(rho),
-        "flagged_both": int(np.count_nonzero(fa & fb)),
-        "flagged_a_only": int(np.count_nonzero(fa & ~fb)),
-        "flagged_b_only": int(np.count_nonzero(~fa & fb)),
-        "jaccard": float(np.count_nonzero(fa & fb) / union) if union else float("nan"),
-    }
 
 
 def export_zip(run: RunRecord, folder: Path) -> bytes:

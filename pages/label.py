@@ -12,8 +12,11 @@ from ad_core.plots import (
     sequence_figure,
 )
 from ad_core.runs import (
+    QUEUE_MODES,
     TRAIN_ON,
     comparison_rows,
+    next_in_queue,
+    percentiles,
     run_settings,
     setting_differences,
     setting_text,
@@ -26,7 +29,7 @@ from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset, requ
 from ad_studio_ui.jobs_ui import show_job
 from ad_studio_ui.labels import label_rows, undo_last
 from ad_studio_ui.maps import queue_key
-from ad_studio_ui.review import QUEUE_MODES, next_in_queue, percentiles, typical_ranges
+from ad_studio_ui.review import typical_ranges
 from ad_studio_ui.training import get_job, run_setup, start_training
 from ad_studio_ui.workspace import (
     get_workspace,

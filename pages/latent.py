@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from ad_core.plots import latent_map_figure
+from ad_core.runs import percentiles
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
@@ -20,7 +21,6 @@ from ad_studio_ui.maps import (
     run_map,
     start_map_job,
 )
-from ad_studio_ui.review import percentiles
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
 MAX_POINTS = 15_000

@@ -5,9 +5,10 @@ from functools import partial
 import streamlit as st
 
 from ad_core.plots import score_comparison_figure
+from ad_core.runs import agreement
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset
-from ad_studio_ui.runs_views import agreement, export_zip, runs_table, settings_diff
+from ad_studio_ui.runs_views import export_zip, runs_table, settings_diff
 from ad_studio_ui.score_views import scores_csv
 from ad_studio_ui.training import get_job
 from ad_studio_ui.workspace import get_workspace, run_scores, run_title

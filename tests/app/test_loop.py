@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ad_core.runs import percentiles
 from ad_core.store import Workspace
 from ad_studio_ui import training
 from ad_studio_ui.apptest import open_page, problems
 from ad_studio_ui.labels import label_rows
-from ad_studio_ui.review import percentiles
 
 
 def _train_from_form(at, epochs: dict[str, int]) -> int:

@@ -38,6 +38,13 @@ TRAIN_ROWS_FILE = "train_rows.npy"  # positions of the rows the model was traine
 ROW_ROLES_FILE = "row_roles.npy"  # int8 per dataset row: ROLE_TRAIN, ROLE_HELDOUT, ROLE_UNUSED
 EXPLAIN_FILE = "explain_top.json"  # feature contributions of the highest-scoring rows
 
+#: the preprocessing a run gets unless the user changes it (the app and the command line)
+DEFAULT_PREPROCESSING: dict[str, Any] = {
+    "scaling": "standard",
+    "impute": "median",
+    "max_categories": 20,
+    "missing_indicators": False,
+}
 #: more training rows than this train on a seeded sample (every row is still scored)
 MAX_TRAIN_ROWS = 50_000
 SCORE_CHUNK_ROWS = 100_000

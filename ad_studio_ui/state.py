@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from ad_core.runs import DEFAULT_PREPROCESSING  # noqa: F401  (one default: the library's)
 from ad_core.store import RunRecord
 from ad_studio_ui.workspace import get_workspace
 
@@ -24,14 +25,6 @@ SLIDER = "threshold_slider"
 NUMBER = "threshold_number"
 ANNOTATOR = "annotator"
 TRAINING = "training_run_id"
-
-DEFAULT_PREPROCESSING = {
-    "scaling": "standard",
-    "impute": "median",
-    "max_categories": 20,
-    "missing_indicators": False,
-}
-
 
 # --- dataset ------------------------------------------------------------------------------
 

@@ -1,0 +1,507 @@
+"""The ``ad-studio`` command line (also ``python -m ad_core``), on the app's workspace.
+
+    ad-studio train sample_data/cardio.csv --detector autoencoder --set epochs=20
+    ad-studio score 3 new_rows.csv --out scores.parquet
+    ad-studio runs
+    ad-studio export 3 --out run-3.zip
+    ad-studio app --port 8501
+
+The workspace is ``$AD_STUDIO_HOME`` (default ``./.ad_studio``), the one the dashboard uses, so
+a run trained here appears in the app and the other way round. Exit codes: 0 done, 1 the data,
+a setting or a run is wrong (one sentence on stderr, no traceback), 2 the command is mistyped.
+Set ``AD_STUDIO_DEBUG=1`` to see the traceback of an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+#: who the labels read from ``--labels`` are recorded as given by
+LABELS_ANNOTATOR = "ad-studio cli"
+DEFAULT_PORT = 8501
+
+EXAMPLES = """\
+examples:
+  ad-studio train sample_data/cardio.csv --detector autoencoder --set epochs=20
+  ad-studio score 1 sample_data/cardio.csv --out scores.parquet
+  ad-studio runs
+  ad-studio export 1 --out run-1.zip
+  ad-studio app --port 8501
+
+The workspace is $AD_STUDIO_HOME (default ./.ad_studio), the one the dashboard uses.
+Exit codes: 0 done, 1 the data, a setting or a run is wrong, 2 the command is mistyped.
+"""
+
+
+class CliError(Exception):
+    """A problem the user can fix, reported as one sentence with exit code 1."""
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """Return ``(key, value)`` from ``key=value``; the value is JSON where it parses, else text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _workspace():
+    from ad_core.store import Workspace
+
+    return Workspace()
+
+
+def _run_record(ws, run_id: int):
+    try:
+        return ws.get_run(run_id)
+    except KeyError:
+        raise CliError(
+            f"There is no run {run_id} in the workspace {ws.home}; "
+            "'ad-studio runs' lists the runs there."
+        ) from None
+
+
+def _read_table(path: str):
+    from ad_core.data import load_table
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"There is no file {path}; check the path.")
+    data = source.read_bytes()
+    frame = load_table(data, name=source.name)
+    return frame, data
+
+
+def _read_labels(path: str, keys: Any) -> tuple[list[str], list[int]]:
+    """Return (row keys, labels) from a CSV with columns row_key,label (0 normal, 1 anomaly)."""
+    import numpy as np
+    import pandas as pd
+
+    from ad_core.data import DataError
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"There is no labels file {path}; check the path.")
+    try:
+        table = pd.read_csv(path, dtype={"row_key": str})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"The labels file {path} is not a readable CSV ({exc}).") from None
+    missing = [c for c in ("row_key", "label") if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"The labels file {path} needs the columns row_key and label; "
+            f"it lacks {', '.join(missing)}."
+        )
+    values = pd.to_numeric(table["label"], errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
+        raise DataError(
+            f"The labels file {path} has a label other than 0 (normal) or 1 (anomaly) on "
+            f"line {row}: {table['label'].iloc[row - 2]!r}."
+        )
+    known = set(map(str, keys))
+    row_key = table["row_key"].astype(str).str.strip()
+    unknown = [k for k in row_key if k not in known]
+    if unknown:
+        raise DataError(
+            f"The labels file {path} names {len(unknown)} row key(s) the data does not have, "
+            f"e.g. {', '.join(unknown[:3])}; use the data's id column or row numbers (0, 1, ...)."
+        )
+    return row_key.tolist(), values.astype(int).tolist()
+
+
+class _Progress:
+    """Turn training events into tqdm bars: one bar per stage (pretraining, training)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, event: dict) -> bool:
+        if not self.enabled:
+            return True
+        from tqdm import tqdm
+
+        stage = event.get("stage", "training")
+        if self.bar is None or stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=event.get("n_epochs"), desc=str(stage), unit="epoch")
+        loss = event.get("loss")
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{loss:.4g}")
+        self.bar.update(1)
+        return True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ad_core.data import Schema, ground_truth, infer_schema, row_keys
+    from ad_core.detectors import make_detector, validate_params
+    from ad_core.runs import (
+        DEFAULT_HOLDOUT,
+        DEFAULT_PREPROCESSING,
+        TrainingSetup,
+        setup_key,
+        train_run,
+    )
+
+    params = dict(args.settings or [])
+    # Check the detector and its settings before anything is stored: a typo leaves no run.
+    validate_params(make_detector(args.detector, **params))
+
+    frame, data = _read_table(args.data)
+    notes = list(frame.attrs.get("load_notes", []))
+    frame.attrs = {}
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    ws = _workspace()
+    schema = infer_schema(frame)
+    dataset_id = ws.add_dataset(
+        Path(args.data).name,
+        frame,
+        schema.to_dict(),
+        source_bytes_hash=hashlib.sha256(data).hexdigest(),
+    )
+    ws.set_setting(f"dataset_notes.{dataset_id}", notes)  # ad_studio_ui.datasets.notes_key
+    # The stored schema wins: the same content added before keeps the roles the user set.
+    record = ws.get_dataset(dataset_id)
+    schema = Schema.from_dict(record.schema)
+    frame = ws.load_dataset_frame(dataset_id)
+    keys = row_keys(frame, schema)
+    truth = ground_truth(frame, schema)
+
+    if args.labels:
+        label_keys, label_values = _read_labels(args.labels, keys)
+        for value in (0, 1):
+            chosen = [k for k, v in zip(label_keys, label_values, strict=True) if v == value]
+            if chosen:
+                ws.set_labels(dataset_id, chosen, value, annotator=LABELS_ANNOTATOR)
+    labels = ws.label_array(dataset_id, keys)
+    n_labels = int((labels != -1).sum())
+    if n_labels:
+        print(f"Training with the {n_labels:,} labels the dataset has.", file=sys.stderr)
+    else:
+        labels = None
+
+    has_truth = truth is not None and bool(((truth == 0) | (truth == 1)).any())
+    holdout = args.holdout
+    if holdout is None:
+        holdout = DEFAULT_HOLDOUT if has_truth else 0.0
+    if not 0.0 <= holdout < 1.0:
+        raise CliError(f"--holdout must be a share from 0 to below 1; got {holdout}.")
+    setup = TrainingSetup(train_on=args.train_on, holdout=float(holdout))
+
+    run_id = ws.create_run(dataset_id, args.detector, params, dict(DEFAULT_PREPROCESSING))
+    ws.set_setting(setup_key(run_id), setup.to_dict())
+    progress = _Progress(enabled=not args.quiet)
+    try:
+        result = train_run(
+            ws,
+            run_id,
+            labels=labels,
+            setup=setup,
+            callback=progress,
+            on_notice=lambda text: print(f"note: {text}", file=sys.stderr),
+        )
+    finally:
+        progress.close()
+    print(f"run {run_id}: {args.detector} on {record.name} ({len(frame):,} rows)")
+    auroc = result.metrics.get("auroc")
+    if auroc is not None:
+        print(f"AUROC {auroc:.4f} on {result.metrics.get('evaluated_on', 'all rows')}")
+    print(f"threshold {result.threshold:.6g}")
+    print(f"folder {ws.run_dir(run_id)}")
+    return 0
+
+
+def score_frame(ws, run_id: int, frame) -> Any:
+    """Return a frame of row_key, score, flag for ``frame`` under the saved run ``run_id``."""
+    import pandas as pd
+
+    from ad_core.data import Schema, row_keys
+    from ad_core.runs import load_run, score
+
+    run = _run_record(ws, run_id)
+    saved = load_run(ws.run_dir(run_id))
+    schema = Schema.from_dict(ws.get_dataset(run.dataset_id).schema)
+    scores = score(saved, frame)
+    return pd.DataFrame(
+        {
+            "row_key": row_keys(frame, schema),
+            "score": scores,
+            "flag": scores > saved.threshold,
+        }
+    )
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    ws = _workspace()
+    _run_record(ws, args.run)  # an unknown run fails before the data is read
+    frame, _ = _read_table(args.data)
+    frame.attrs = {}
+    out = score_frame(ws, args.run, frame)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        out.to_csv(path, index=False)
+    else:
+        out.to_parquet(path, index=False)
+    print(f"{len(out):,} rows scored, {int(out['flag'].sum()):,} flagged; wrote {path}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    ws = _workspace()
+    runs = ws.list_runs(args.dataset)
+    if not runs:
+        print("No runs in the workspace yet." if args.dataset is None else "No runs.")
+        return 0
+    print(f"{'id':>5}  {'detector':<18} {'status':<10} {'created (UTC)':<19}  auroc")
+    for run in runs:
+        auroc = (run.metrics or {}).get("auroc")
+        shown = "-" if auroc is None else f"{auroc:.4f}"
+        created = str(run.created or "")[:19].replace("T", " ")
+        print(f"{run.id:>5}  {run.detector:<18} {run.status:<10} {created:<19}  {shown}")
+    return 0
+
+
+def _record_dict(run) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run).items()}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    ws = _workspace()
+    run = _run_record(ws, args.run)
+    folder = ws.run_dir(args.run)
+    out = Path(args.out or f"run-{args.run}.zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(folder).as_posix())
+        zf.writestr("run.json", json.dumps(_record_dict(run), indent=2, default=str))
+    print(f"wrote {out}")
+    return 0
+
+
+def app_path() -> Path:
+    """Return the dashboard's ``app.py``: beside the folder that holds the ad_core package."""
+    import ad_core
+
+    return Path(ad_core.__file__).resolve().parent.parent / "app.py"
+
+
+def app_command(port: int = DEFAULT_PORT) -> list[str]:
+    """Return the command that starts the dashboard on 127.0.0.1:``port``."""
+    path = app_path()
+    if not path.is_file():
+        raise CliError(
+            f"The dashboard's app.py is not at {path}: 'ad-studio app' needs a checkout of "
+            "ad-studio (pip install -e .), not only the ad_core library."
+        )
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(path),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(int(port)),
+    ]
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    command = app_command(args.port)
+    print(f"Starting the dashboard on http://127.0.0.1:{args.port} (Ctrl+C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a whole number; got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535; got {port}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ad_core.runs import TRAIN_ON
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="ad-studio",
+        description="Train, score and export anomaly-detection runs in the ad-studio workspace.",
+        epilog=EXAMPLES,
+        formatter_class=formatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train a detector on a data file",
+        description="Add a data file to the workspace, train a run on it and save the run.",
+        epilog=(
+            "example:\n"
+            "  ad-studio train sample_data/cardio.csv --detector autoencoder \\\n"
+            "      --set epochs=20 --set hidden_dims=[64,32] --holdout 0.3\n\n"
+            "--labels FILE is a CSV with columns row_key,label (0 normal, 1 anomaly); the\n"
+            "labels are stored with the dataset, as if given in the app, and the run trains\n"
+            "with all the dataset's labels."
+        ),
+        formatter_class=formatter,
+    )
+    train.add_argument("data", metavar="DATA", help="CSV, TSV, Parquet, Excel, .npz or .mat file")
+    train.add_argument("--detector", required=True, help="detector name, e.g. autoencoder")
+    train.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        type=parse_setting,
+        metavar="KEY=VALUE",
+        help="a detector setting; the value is read as JSON where it can be (repeatable)",
+    )
+    train.add_argument("--labels", metavar="FILE", help="CSV with columns row_key,label")
+    train.add_argument(
+        "--train-on",
+        choices=list(TRAIN_ON),
+        default="all",
+        help="which rows to train on (default: all)",
+    )
+    train.add_argument(
+        "--holdout",
+        type=float,
+        metavar="SHARE",
+        help="share of rows held out for evaluation (default 0.3 with ground truth, else 0)",
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    score = sub.add_parser(
+        "score",
+        help="score a data file with a trained run",
+        description="Score every row of a data file with a saved run: row_key, score, flag.",
+        epilog="example:\n  ad-studio score 3 new_rows.csv --out scores.parquet",
+        formatter_class=formatter,
+    )
+    score.add_argument("run", metavar="RUN", type=int, help="run id (see 'ad-studio runs')")
+    score.add_argument("data", metavar="DATA", help="data file with the run's feature columns")
+    score.add_argument(
+        "--out", required=True, help="output file: Parquet, or CSV when it ends in .csv"
+    )
+    score.set_defaults(func=cmd_score)
+
+    runs = sub.add_parser(
+        "runs",
+        help="list the runs in the workspace",
+        description="List the runs in the workspace, newest first.",
+        epilog="example:\n  ad-studio runs --dataset 3f2a9c0d1e2b4a5c",
+        formatter_class=formatter,
+    )
+    runs.add_argument("--dataset", metavar="ID", help="only the runs of this dataset")
+    runs.set_defaults(func=cmd_runs)
+
+    export = sub.add_parser(
+        "export",
+        help="zip a run's folder",
+        description="Write a zip of a run's folder (model, preprocessor, scores) plus run.json.",
+        epilog="example:\n  ad-studio export 3 --out run-3.zip",
+        formatter_class=formatter,
+    )
+    export.add_argument("run", metavar="RUN", type=int, help="run id")
+    export.add_argument("--out", metavar="FILE.zip", help="zip file (default run-RUN.zip)")
+    export.set_defaults(func=cmd_export)
+
+    app = sub.add_parser(
+        "app",
+        help="start the dashboard on 127.0.0.1",
+        description="Start the ad-studio dashboard (Streamlit) on this machine only.",
+        epilog="example:\n  ad-studio app --port 8502",
+        formatter_class=formatter,
+    )
+    app.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 8501)")
+    app.set_defaults(func=cmd_app)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ad_core.data import DataError
+    from ad_core.detectors import ParameterError
+    from ad_core.nn.training import FitCancelled
+    from ad_core.store import WorkspaceError
+
+    # ValueError covers the library's other messages for people (unknown detector or setting,
+    # a foreign saved model); KeyError an id the workspace does not have.
+    return (
+        CliError,
+        DataError,
+        ParameterError,
+        FileNotFoundError,
+        FitCancelled,
+        WorkspaceError,
+        KeyError,
+        ValueError,
+    )
+
+
+def _sentence(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = " ".join(str(text).split()) or type(exc).__name__
+    return text[0].upper() + text[1:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 done, 1 user error, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except _user_errors() as exc:
+        if os.environ.get("AD_STUDIO_DEBUG"):
+            raise
+        print(f"ad-studio {args.command}: {_sentence(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ad-studio: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

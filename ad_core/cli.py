@@ -15,14 +15,11 @@ Set ``AD_STUDIO_DEBUG=1`` to see the traceback of an error.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +159,13 @@ class _Progress:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ad_core.data import Schema, ground_truth, infer_schema, row_keys
+    from ad_core.data import Schema, ground_truth, row_keys
     from ad_core.detectors import make_detector, validate_params
     from ad_core.runs import (
         DEFAULT_HOLDOUT,
         DEFAULT_PREPROCESSING,
         TrainingSetup,
-        setup_key,
+        add_file,
         train_run,
     )
 
@@ -176,20 +173,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Check the detector and its settings before anything is stored: a typo leaves no run.
     validate_params(make_detector(args.detector, **params))
 
-    frame, data = _read_table(args.data)
-    notes = list(frame.attrs.get("load_notes", []))
-    frame.attrs = {}
+    source = Path(args.data)
+    if not source.is_file():
+        raise FileNotFoundError(f"There is no file {args.data}; check the path.")
+    ws = _workspace()
+    dataset_id, notes = add_file(ws, source.name, source.read_bytes())
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    ws = _workspace()
-    schema = infer_schema(frame)
-    dataset_id = ws.add_dataset(
-        Path(args.data).name,
-        frame,
-        schema.to_dict(),
-        source_bytes_hash=hashlib.sha256(data).hexdigest(),
-    )
-    ws.set_setting(f"dataset_notes.{dataset_id}", notes)  # ad_studio_ui.datasets.notes_key
     # The stored schema wins: the same content added before keeps the roles the user set.
     record = ws.get_dataset(dataset_id)
     schema = Schema.from_dict(record.schema)
@@ -219,7 +209,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     setup = TrainingSetup(train_on=args.train_on, holdout=float(holdout))
 
     run_id = ws.create_run(dataset_id, args.detector, params, dict(DEFAULT_PREPROCESSING))
-    ws.set_setting(setup_key(run_id), setup.to_dict())
     progress = _Progress(enabled=not args.quiet)
     try:
         result = train_run(
@@ -292,21 +281,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_dict(run) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run).items()}
-
-
 def cmd_export(args: argparse.Namespace) -> int:
+    from ad_core.runs import run_zip
+
     ws = _workspace()
     run = _run_record(ws, args.run)
     folder = ws.run_dir(args.run)
     out = Path(args.out or f"run-{args.run}.zip")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                zf.write(file, file.relative_to(folder).as_posix())
-        zf.writestr("run.json", json.dumps(_record_dict(run), indent=2, default=str))
+    out.write_bytes(run_zip(run, folder))
     print(f"wrote {out}")
     return 0
 

@@ -630,3 +630,64 @@ def agreement(
         "flagged_b_only": int(np.count_nonzero(~fa & fb)),
         "jaccard": float(np.count_nonzero(fa & fb) / union) if union else float("nan"),
     }
+
+
+# --- datasets from files, and runs as files ------------------------------------------------
+
+
+def notes_key(dataset_id: str) -> str:
+    """Return the settings key of the notes made while reading a dataset's file."""
+    return f"dataset_notes.{dataset_id}"
+
+
+def add_file(ws: Workspace, name: str, data: bytes) -> tuple[str, list[str]]:
+    """Read a file's bytes, store it with inferred column roles; return (dataset id, notes).
+
+    The same content added before keeps its id and the roles stored for it. Raises
+    DataError with a message for the person who gave the file when it cannot be used.
+    """
+    import hashlib
+
+    from ad_core.data import infer_schema, load_table
+
+    frame = load_table(data, name=name)
+    notes = list(frame.attrs.get("load_notes", []))
+    frame.attrs = {}
+    digest = hashlib.sha256(data).hexdigest()
+    dataset_id = ws.add_dataset(
+        name, frame, infer_schema(frame).to_dict(), source_bytes_hash=digest
+    )
+    ws.set_setting(notes_key(dataset_id), notes)
+    return dataset_id, notes
+
+
+def run_zip(run: Any, folder: Any, *, prefix: str = "") -> bytes:
+    """Return a zip of a run's folder (model, preprocessor, scores) plus ``run.json``.
+
+    ``prefix``: a folder inside the zip for every entry (e.g. ``"run3/"``). The 2-D maps are
+    left out: they are caches, computed again from the model on request.
+    """
+    import io
+    import zipfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    record = {
+        "id": run.id,
+        "dataset_id": run.dataset_id,
+        "detector": run.detector,
+        "params": run.params,
+        "preprocessing": run.preprocessing,
+        "metrics": run.metrics,
+        "created": run.created,
+        "fit_seconds": run.fit_seconds,
+        "how_to_load": "ad_core.runs.load_run(folder), or ad_core.load_detector('model') and "
+        "ad_core.data.Preprocessor.load('preprocessor.json')",
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.name.startswith("map_"):
+                zf.write(path, f"{prefix}{path.relative_to(folder).as_posix()}")
+        zf.writestr(f"{prefix}run.json", json.dumps(record, indent=2, default=str))
+    return buf.getvalue()

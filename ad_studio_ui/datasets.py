@@ -11,18 +11,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ad_core.data import DataError, Preprocessor, Schema, infer_schema, load_table
+from ad_core.data import DataError, Preprocessor, Schema
+from ad_core.runs import add_file, notes_key
 from ad_core.store import Workspace
 from ad_studio_ui.workspace import _dataset_view, get_workspace
 
 #: above this many rows the summary fits the preprocessing on a sample (what is dropped and
 #: why is then an estimate; training fits on its own rows)
 SUMMARY_ROWS = 200_000
-
-
-def notes_key(dataset_id: str) -> str:
-    """Return the settings key of the notes made while reading a dataset's file."""
-    return f"dataset_notes.{dataset_id}"
 
 
 def add_sample(ws: Workspace, name: str) -> str:
@@ -38,19 +34,11 @@ def add_sample(ws: Workspace, name: str) -> str:
 
 
 def add_upload(ws: Workspace, name: str, data: bytes) -> tuple[str, list[str]]:
-    """Read an uploaded file, store it with inferred column roles; return (id, notes).
+    """Store an uploaded file with inferred column roles; return (id, notes) (DataError if not).
 
-    Raises DataError with a message for the person who uploaded it when the file cannot be
-    used.
+    The library's :func:`ad_core.runs.add_file`, the command line's path too.
     """
-    frame = load_table(data, name=name)
-    notes = list(frame.attrs.get("load_notes", []))
-    frame.attrs = {}
-    schema = infer_schema(frame)
-    digest = hashlib.sha256(data).hexdigest()
-    dataset_id = ws.add_dataset(name, frame, schema.to_dict(), source_bytes_hash=digest)
-    ws.set_setting(notes_key(dataset_id), notes)
-    return dataset_id, notes
+    return add_file(ws, name, data)
 
 
 @dataclass

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -91,23 +89,7 @@ def settings_diff(a: RunRecord, b: RunRecord) -> pd.DataFrame:
 
 
 def export_zip(run: RunRecord, folder: Path) -> bytes:
-    """Return a zip of the run's folder (model, preprocessing, scores) plus its record."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.name.startswith("map_"):
-                zf.write(path, f"run{run.id}/{path.relative_to(folder)}")
-        record = {
-            "run": run.id,
-            "dataset_id": run.dataset_id,
-            "detector": run.detector,
-            "params": run.params,
-            "preprocessing": run.preprocessing,
-            "metrics": run.metrics,
-            "created": run.created,
-            "fit_seconds": run.fit_seconds,
-            "how_to_load": "ad_core.load_detector('model'); "
-            "ad_core.data.Preprocessor.load('preprocessor.json')",
-        }
-        zf.writestr(f"run{run.id}/run.json", json.dumps(record, indent=2))
-    return buf.getvalue()
+    """Return the Runs page's zip of a run: ``ad_core.runs.run_zip`` under ``run<id>/``."""
+    from ad_core.runs import run_zip
+
+    return run_zip(run, folder, prefix=f"run{run.id}/")

@@ -1,6 +1,6 @@
 # Two commands: `make run` starts the dashboard, `make test` runs every test.
 # Both create .venv on first use: torch's CPU build first (so no CUDA wheels are pulled),
-# then the project with its dev and browser-test extras. Re-running is a no-op until
+# then the project with its dev, browser-test and Dask extras. Re-running is a no-op until
 # pyproject.toml changes.
 
 PYTHON ?= python3
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,e2e]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,e2e,dask]"
 	touch $(STAMP)
 
 run: $(STAMP)

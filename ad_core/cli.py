@@ -230,40 +230,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_frame(ws, run_id: int, frame) -> Any:
-    """Return a frame of row_key, score, flag for ``frame`` under the saved run ``run_id``."""
-    import pandas as pd
-
-    from ad_core.data import Schema, row_keys
-    from ad_core.runs import load_run, score
-
-    run = _run_record(ws, run_id)
-    saved = load_run(ws.run_dir(run_id))
-    schema = Schema.from_dict(ws.get_dataset(run.dataset_id).schema)
-    scores = score(saved, frame)
-    return pd.DataFrame(
-        {
-            "row_key": row_keys(frame, schema),
-            "score": scores,
-            "flag": scores > saved.threshold,
-        }
-    )
-
-
 def cmd_score(args: argparse.Namespace) -> int:
+    from ad_core import batch
+    from ad_core.data import Schema
+
     ws = _workspace()
-    _run_record(ws, args.run)  # an unknown run fails before the data is read
-    frame, _ = _read_table(args.data)
-    frame.attrs = {}
-    out = score_frame(ws, args.run, frame)
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        out.to_csv(path, index=False)
-    else:
-        out.to_parquet(path, index=False)
-    print(f"{len(out):,} rows scored, {int(out['flag'].sum()):,} flagged; wrote {path}")
+    run = _run_record(ws, args.run)  # an unknown run fails before the data is read
+    id_column = Schema.from_dict(ws.get_dataset(run.dataset_id).schema).id_column
+    options = {"id_column": id_column, "key": args.key}
+    if args.block_mb is not None:
+        options["block_bytes"] = int(args.block_mb * (1 << 20))
+    bar = _ByteProgress(enabled=not args.quiet, dask=args.engine == "dask")
+    try:
+        if args.engine == "dask":
+            summary = batch.score_dask(
+                ws.run_dir(args.run),
+                args.data,
+                args.out,
+                scheduler=args.scheduler,
+                n_workers=args.workers,
+                progress=bar,
+                **options,
+            )
+        else:
+            if args.scheduler:
+                raise CliError("--scheduler needs --engine dask.")
+            summary = batch.score_file(
+                ws.run_dir(args.run), args.data, args.out, progress=bar, **options
+            )
+    finally:
+        bar.close()
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"{summary.rows:,} rows scored, {summary.flagged:,} flagged "
+        f"({summary.rows_per_second:,.0f} rows/s, {summary.engine} engine); wrote {summary.out}"
+    )
     return 0
+
+
+class _ByteProgress:
+    """A tqdm bar for scoring: bytes read (local engine) or parts done (Dask)."""
+
+    def __init__(self, enabled: bool = True, dask: bool = False) -> None:
+        self.enabled, self.dask, self.bar = enabled, dask, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            if self.dask:
+                self.bar = tqdm(total=total, desc="scoring", unit="part")
+            else:
+                self.bar = tqdm(
+                    total=total, desc="scoring", unit="B", unit_scale=True, unit_divisor=1024
+                )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -398,16 +427,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser(
         "score",
-        help="score a data file with a trained run",
-        description="Score every row of a data file with a saved run: row_key, score, flag.",
-        epilog="example:\n  ad-studio score 3 new_rows.csv --out scores.parquet",
+        help="score a data file (or a folder of parts) with a trained run",
+        description="Score every row of DATA with a saved run and write row_key, score, flag. "
+        "The file is read in parts, so it may be larger than memory. With --engine dask the "
+        "parts are scored on a Dask cluster (a local one unless --scheduler is given) and "
+        "written as a folder of Parquet parts.",
+        epilog="examples:\n  ad-studio score 3 new_rows.csv --out scores.parquet\n"
+        "  ad-studio score 3 'parts/*.csv' --out scores/ --engine dask\n"
+        "  ad-studio score 3 parts/ --out scores/ --engine dask --scheduler tcp://10.0.0.5:8786",
         formatter_class=formatter,
     )
     score.add_argument("run", metavar="RUN", type=int, help="run id (see 'ad-studio runs')")
-    score.add_argument("data", metavar="DATA", help="data file with the run's feature columns")
     score.add_argument(
-        "--out", required=True, help="output file: Parquet, or CSV when it ends in .csv"
+        "data",
+        metavar="DATA",
+        help="CSV/TSV or Parquet file, a glob such as 'parts/*.parquet', or a folder of parts",
     )
+    score.add_argument(
+        "--out",
+        required=True,
+        help="output: a Parquet file (or CSV when it ends in .csv); with --engine dask a folder",
+    )
+    score.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="local: stream the parts on this machine (default); dask: score on a cluster",
+    )
+    score.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786"
+    )
+    score.add_argument(
+        "--workers", type=int, default=2, help="worker processes of the local Dask cluster"
+    )
+    score.add_argument(
+        "--key",
+        choices=("auto", "id", "row"),
+        default="auto",
+        help="row key: the dataset's id column when the data has it (auto), or the row number",
+    )
+    score.add_argument(
+        "--block-mb", type=float, default=None, help="MiB of CSV text per part (default 16)"
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(func=cmd_score)
 
     runs = sub.add_parser(

@@ -408,13 +408,13 @@ def _finish(frame: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
         raise DataError(
             f"'{name}' has column names but no data rows. Choose a file with at least 2 rows."
         )
-    frame.columns = _clean_names(list(frame.columns), notes)
+    frame.columns = clean_column_names(list(frame.columns), notes)
     frame = _coerce_mostly_numeric(frame, notes)
     frame.attrs = {}
     return frame
 
 
-def _clean_names(names: list[Any], notes: list[str]) -> list[str]:
+def clean_column_names(names: list[Any], notes: list[str]) -> list[str]:
     """Return unique string column names: blanks named, duplicates renamed name_2, name_3."""
     clean = []
     blanks = []

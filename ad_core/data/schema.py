@@ -451,7 +451,7 @@ def row_keys(df: pd.DataFrame, schema: Schema, *, notes: list[str] | None = None
             n_dup = int(ids.duplicated(keep=False).sum())
             problem = f"{n_dup} rows share a value with another row"
         if problem is None:
-            return _key_strings(ids)
+            return key_strings(ids)
         if notes is not None:
             notes.append(
                 f"The id column '{column}' cannot identify rows ({problem}); rows are "
@@ -463,7 +463,7 @@ def row_keys(df: pd.DataFrame, schema: Schema, *, notes: list[str] | None = None
     return np.asarray([str(i) for i in range(len(df))], dtype=object)
 
 
-def _key_strings(ids: pd.Series) -> np.ndarray:
+def key_strings(ids: pd.Series) -> np.ndarray:
     """Return the id values as strings, writing whole numbers without a trailing '.0'."""
     if pd.api.types.is_float_dtype(ids.dtype) and _is_integral(ids):
         ids = ids.astype(np.int64)

@@ -56,11 +56,27 @@ def looks_binary(head: bytes) -> bool:
 
 def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
     """Return the decoded text and a note naming the encoding when it was not UTF-8."""
+    text, _, note = _decode(data, name)
+    return text, note
+
+
+def detect_encoding(head: bytes, name: str) -> tuple[str, str | None]:
+    """Return the encoding of a file from its first bytes, and the note decode_text gives.
+
+    ``head`` should end at a line break, so that no character is cut in two.
+    """
+    _, encoding, note = _decode(head, name)
+    return encoding, note
+
+
+def _decode(data: bytes, name: str) -> tuple[str, str, str | None]:
+    """Return (text, encoding, note): the encoding is UTF-8 when it decodes, else a guess."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data.decode("utf-8-sig", errors="replace"), None
+        return data.decode("utf-8-sig", errors="replace"), "utf-8-sig", None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         # Excel's "Unicode text" export: UTF-16 with a byte-order mark.
-        return data.decode("utf-16", errors="replace"), "The file is UTF-16 text; it was decoded."
+        text = data.decode("utf-16", errors="replace")
+        return text, "utf-16", "The file is UTF-16 text; it was decoded."
     if looks_binary(data[:65536]):
         raise DataError(
             f"'{name}' does not look like a text table: it contains binary data. "
@@ -68,7 +84,7 @@ def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
             "MATLAB (.mat) file with a matching file extension."
         )
     try:
-        return data.decode("utf-8"), None
+        return data.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError:
         pass
     encoding = _guess_encoding(data)
@@ -83,7 +99,7 @@ def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
             f"The file is not UTF-8; it was read as {candidate}. If accented letters look "
             "wrong, save the file as UTF-8 and load it again."
         )
-        return text, note
+        return text, candidate, note
     raise DataError(f"'{name}' could not be decoded as text. Save it as UTF-8 CSV.")
 
 
@@ -198,14 +214,20 @@ def _uses_decimal_comma(lines: list[str]) -> bool:
     return commas > points
 
 
-def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = None) -> TextTable:
-    """Return the table in a delimited text file, with notes about what was guessed."""
-    text, encoding_note = decode_text(data, name)
-    notes = [encoding_note] if encoding_note else []
-    lines = _sample_lines(text)
-    if not lines:
-        raise DataError(f"'{name}' is empty: it contains no rows. Choose a file with data in it.")
+@dataclass
+class TextFormat:
+    """How a text table is written: what pandas needs to read it, and what was guessed."""
 
+    options: dict
+    names: list[str]
+    delimiter: str | None
+    has_header: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def sniff_text_format(lines: list[str], preferred_delimiter: str | None = None) -> TextFormat:
+    """Return the delimiter, header and decimal mark of a table from its first lines."""
+    notes: list[str] = []
     delimiter = sniff_delimiter(lines, preferred_delimiter)
     first = _first_record(lines, delimiter)
     has_header = not (len(lines) > 1 and all(_is_number(v) for v in first if v.strip()))
@@ -232,7 +254,26 @@ def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = No
     if delimiter == ";" and _uses_decimal_comma(lines):
         options["decimal"] = ","
         notes.append("Numbers use a comma as decimal mark (1,5 means 1.5); read them as such.")
+    return TextFormat(options, names, delimiter, has_header, notes)
 
+
+def sample_lines(text: str) -> list[str]:
+    """Return the first few non-blank lines of a text, the ones its format is judged on."""
+    return _sample_lines(text)
+
+
+def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = None) -> TextTable:
+    """Return the table in a delimited text file, with notes about what was guessed."""
+    text, encoding_note = decode_text(data, name)
+    notes = [encoding_note] if encoding_note else []
+    lines = _sample_lines(text)
+    if not lines:
+        raise DataError(f"'{name}' is empty: it contains no rows. Choose a file with data in it.")
+
+    text_format = sniff_text_format(lines, preferred_delimiter)
+    notes.extend(text_format.notes)
+    options, names = text_format.options, text_format.names
+    delimiter, has_header = text_format.delimiter, text_format.has_header
     frame, caught = _read_frame(text, name, options)
     n_names = len(names)
     bad = _bad_lines(caught)

@@ -107,6 +107,7 @@ def run(
     load_before = os.getloadavg()[0]
     import streamlit as st
 
+    from ad_core import maps as core_maps
     from ad_core.data import infer_schema
     from ad_core.latent import project_2d
     from ad_core.store import Workspace
@@ -164,7 +165,7 @@ def run(
                 lambda: project_2d(rng.normal(size=(5000, rep_dim)), method="umap")
             )
             measured: dict[str, float] = {}
-            original = maps._project
+            original = core_maps.project
 
             def timed_project(Z, method):
                 start = time.perf_counter()
@@ -172,7 +173,7 @@ def run(
                 measured["seconds"], measured["rows"] = time.perf_counter() - start, len(Z)
                 return out
 
-            maps._project = timed_project
+            core_maps.project = timed_project
             try:
                 page = open_page(at, "latent")
                 page.radio(key="latent_method").set_value("umap").run()
@@ -183,7 +184,7 @@ def run(
                     raise RuntimeError(f"the UMAP map failed: {job and job.error}")
                 timings.umap_page_first = time.perf_counter() - start
             finally:
-                maps._project = original
+                core_maps.project = original
             timings.umap_seconds = measured["seconds"]
             timings.umap_rows = int(measured["rows"])
             timings.umap_page_show = _timed(page.run)

@@ -253,29 +253,11 @@ def run_features(run: RunRecord) -> np.ndarray:
     )
 
 
-def run_train_rows(run: RunRecord, n_rows: int, *, ws: Workspace | None = None) -> np.ndarray:
-    """Return the positions of the rows the run was trained on (all rows if not sampled)."""
-    path = (ws or get_workspace()).run_dir(run.id) / TRAIN_ROWS_FILE
-    if path.exists():
-        return np.load(path, allow_pickle=False)
-    return np.arange(n_rows)
-
-
 def run_row_roles(run: RunRecord, n_rows: int, *, ws: Workspace | None = None) -> np.ndarray:
-    """Return per dataset row what it was to the run: ROLE_TRAIN, ROLE_HELDOUT or ROLE_UNUSED.
+    """Return per dataset row what it was to the run: ROLE_TRAIN, ROLE_HELDOUT or ROLE_UNUSED."""
+    from ad_core.evaluation import saved_row_roles
 
-    Runs saved before the evaluation split existed have no roles file: their rows are training
-    rows where ``train_rows.npy`` says so (all rows when it is absent) and unused otherwise.
-    """
-    folder = (ws or get_workspace()).run_dir(run.id)
-    path = folder / ROW_ROLES_FILE
-    if path.exists():
-        roles = np.load(path, allow_pickle=False).astype(np.int8)
-        if roles.size == n_rows:
-            return roles
-    roles = np.full(n_rows, ROLE_UNUSED, dtype=np.int8)
-    roles[run_train_rows(run, n_rows, ws=ws)] = ROLE_TRAIN
-    return roles
+    return saved_row_roles((ws or get_workspace()).run_dir(run.id), n_rows)
 
 
 def run_title(run: RunRecord) -> str:

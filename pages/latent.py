@@ -4,23 +4,14 @@ import time
 
 import streamlit as st
 
+from ad_core.maps import METHODS, display_rows, hole_message, queue_key
 from ad_core.plots import latent_map_figure
 from ad_core.runs import percentiles
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
 from ad_studio_ui.labels import label_rows, selected_row_keys
-from ad_studio_ui.maps import (
-    METHODS,
-    display_rows,
-    hole_message,
-    map_available,
-    map_job,
-    queue_key,
-    run_holes,
-    run_map,
-    start_map_job,
-)
+from ad_studio_ui.maps import map_available, map_job, run_holes, run_map, start_map_job
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
 MAX_POINTS = 15_000

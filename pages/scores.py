@@ -5,6 +5,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
+from ad_core.evaluation import evaluation_rows, labels_digest, role_counts, rule_warning
 from ad_core.metrics import auroc, confusion_at, prf_at
 from ad_core.plots import HISTOGRAM_RANGES, confusion_figure, pr_figure, roc_figure
 from ad_core.thresholds import RULES, flag
@@ -13,13 +14,9 @@ from ad_studio_ui.frame import guarded, inside_app, require_dataset, require_run
 from ad_studio_ui.score_views import (
     METHOD_TEXT,
     curves,
-    evaluation_rows,
     explained_rows,
     flagged_table,
     histogram,
-    labels_digest,
-    role_counts,
-    rule_warning,
     scores_csv,
 )
 from ad_studio_ui.threshold_component import threshold_histogram

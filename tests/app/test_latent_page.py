@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from ad_core import maps as core_maps
 from ad_core.latent import find_holes
 from ad_core.store import Workspace
 from ad_studio_ui.apptest import app_test, navigation_mode, open_page, problems
@@ -94,8 +95,8 @@ def split_home(tmp_path_factory):
     the rows within 12 % of the map's width of its median point are held out, 50 random
     others are left out, the rest are training rows.
     """
+    from ad_core.maps import compute_map
     from ad_studio_ui.datasets import add_sample
-    from ad_studio_ui.maps import compute_map
     from ad_studio_ui.training import train_run
 
     home = tmp_path_factory.mktemp("split_workspace")
@@ -159,6 +160,11 @@ def test_hole_counts_are_split_by_what_the_rows_were_to_the_run(split_app, split
     ):
         mine = roles == role
         assert in_holes(text, words) == (int((hm.in_hole & mine).sum()), int(mine.sum()))
+    # The page says what the library finds on the run's saved map, in the library's words.
+    ws = Workspace(split_home)
+    found = core_maps.run_holes(ws, at.session_state["run_id"], "pca")
+    assert text == core_maps.hole_message(found)
+    assert found.counts()[ROLE_HELDOUT] == in_holes(text, "held-out rows")
     beyond = text.split("Beyond the region the training rows cover")
     for role, words in ((ROLE_HELDOUT, "held-out rows"), (ROLE_UNUSED, "left-out rows")):
         n_out = int((hm.outside_support & (roles == role)).sum())
@@ -293,12 +299,12 @@ def test_pca_and_umap_maps_of_one_run_agree_on_what_a_hole_is(trained_app, train
 
 
 def test_a_large_umap_sample_keeps_rows_beside_the_training_rows():
-    from ad_studio_ui import maps
+    from ad_core import maps
 
     n_rows, train = 120_000, np.arange(100_000)  # 20 000 held out or left out
-    rows = maps._map_rows(n_rows, train, "umap")
+    rows = maps.map_rows(n_rows, train, "umap")
     assert rows.size == maps.UMAP_MAX_ROWS and np.unique(rows).size == rows.size
     assert np.isin(rows, train).sum() == int(maps.UMAP_TRAIN_SHARE * maps.UMAP_MAX_ROWS)
-    few_others = maps._map_rows(103_000, train, "umap")  # all 3 000 others, then training rows
+    few_others = maps.map_rows(103_000, train, "umap")  # all 3 000 others, then training rows
     assert (~np.isin(few_others, train)).sum() == 3_000 and few_others.size == maps.UMAP_MAX_ROWS
-    np.testing.assert_array_equal(maps._map_rows(n_rows, train, "pca"), np.arange(n_rows))
+    np.testing.assert_array_equal(maps.map_rows(n_rows, train, "pca"), np.arange(n_rows))

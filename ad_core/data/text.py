@@ -56,51 +56,76 @@ def looks_binary(head: bytes) -> bool:
 
 def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
     """Return the decoded text and a note naming the encoding when it was not UTF-8."""
-    text, _, note = _decode(data, name)
-    return text, note
+    encoding, note = detect_encoding(data, name)
+    return data.decode(encoding, errors="replace"), note
 
 
-def detect_encoding(head: bytes, name: str) -> tuple[str, str | None]:
-    """Return the encoding of a file from its first bytes, and the note decode_text gives.
+def detect_encoding(data: bytes, name: str) -> tuple[str, str | None]:
+    """Return the encoding of a text file's bytes, and a note when it is not UTF-8.
 
-    ``head`` should end at a line break, so that no character is cut in two.
+    The bytes are checked in pieces, so no decoded copy of a large file is kept. Given only
+    the first bytes of a file, they should end at a line break (no character cut in two).
     """
-    _, encoding, note = _decode(head, name)
-    return encoding, note
-
-
-def _decode(data: bytes, name: str) -> tuple[str, str, str | None]:
-    """Return (text, encoding, note): the encoding is UTF-8 when it decodes, else a guess."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data.decode("utf-8-sig", errors="replace"), "utf-8-sig", None
+        return "utf-8-sig", None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         # Excel's "Unicode text" export: UTF-16 with a byte-order mark.
-        text = data.decode("utf-16", errors="replace")
-        return text, "utf-16", "The file is UTF-16 text; it was decoded."
+        return "utf-16", "The file is UTF-16 text; it was decoded."
     if looks_binary(data[:65536]):
         raise DataError(
             f"'{name}' does not look like a text table: it contains binary data. "
             "Upload a CSV/TSV text file, or a Parquet, Excel (.xlsx), NumPy (.npz) or "
             "MATLAB (.mat) file with a matching file extension."
         )
-    try:
-        return data.decode("utf-8"), "utf-8", None
-    except UnicodeDecodeError:
-        pass
+    if _decodes(data, "utf-8"):
+        return "utf-8", None
     encoding = _guess_encoding(data)
     for candidate in (encoding, "cp1252", "latin-1"):
-        if candidate is None:
-            continue
-        try:
-            text = data.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
+        if candidate is None or not _decodes(data, candidate):
             continue
         note = (
             f"The file is not UTF-8; it was read as {candidate}. If accented letters look "
             "wrong, save the file as UTF-8 and load it again."
         )
-        return text, candidate, note
+        return candidate, note
     raise DataError(f"'{name}' could not be decoded as text. Save it as UTF-8 CSV.")
+
+
+_DECODE_PIECE = 1 << 24
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    """Return True when the bytes are valid text in the encoding (checked 16 MiB at a time)."""
+    import codecs
+
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        return False
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _DECODE_PIECE):
+            decoder.decode(view[start : start + _DECODE_PIECE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def head_text(data: bytes, encoding: str, min_bytes: int = 1 << 22, min_lines: int = 200) -> str:
+    """Return the start of the text: at least ``min_bytes`` or ``min_lines`` lines, whole lines."""
+    if len(data) <= min_bytes or encoding.startswith("utf-16"):  # UTF-16: no byte-wise cut
+        return data.decode(encoding, errors="replace")
+    end, lines = -1, 0
+    while lines < min_lines:
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            end = len(data)
+            break
+        lines += 1
+    end = max(end, data.find(b"\n", min_bytes))
+    end = len(data) if end < 0 else end + 1
+    return data[:end].decode(encoding, errors="replace")
 
 
 # The encodings spreadsheets and databases actually export. Letting charset_normalizer pick
@@ -263,10 +288,15 @@ def sample_lines(text: str) -> list[str]:
 
 
 def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = None) -> TextTable:
-    """Return the table in a delimited text file, with notes about what was guessed."""
-    text, encoding_note = decode_text(data, name)
+    """Return the table in a delimited text file, with notes about what was guessed.
+
+    pandas parses the bytes themselves: no decoded copy of the whole file is made (a str
+    copy, and the 4-bytes-per-character buffer of a StringIO over it, were 5x the file).
+    """
+    encoding, encoding_note = detect_encoding(data, name)
+    text = _Text(data, encoding)
     notes = [encoding_note] if encoding_note else []
-    lines = _sample_lines(text)
+    lines = _sample_lines(head_text(data, encoding))
     if not lines:
         raise DataError(f"'{name}' is empty: it contains no rows. Choose a file with data in it.")
 
@@ -294,12 +324,30 @@ def read_text_table(data: bytes, name: str, preferred_delimiter: str | None = No
     return TextTable(frame=frame, notes=notes)
 
 
-def _read_frame(text: str, name: str, options: dict) -> tuple[pd.DataFrame, list]:
+@dataclass(frozen=True)
+class _Text:
+    """A text file's bytes and their encoding: what pandas and the csv module read from."""
+
+    data: bytes
+    encoding: str
+
+    def stream(self) -> io.TextIOWrapper:
+        return io.TextIOWrapper(
+            io.BytesIO(self.data), encoding=self.encoding, errors="replace", newline=""
+        )
+
+
+def _read_frame(text: _Text, name: str, options: dict) -> tuple[pd.DataFrame, list]:
     """Return the frame pandas reads with the options, and the parser warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
-            frame = pd.read_csv(io.StringIO(text), **_dedupe_for_pandas(options))
+            frame = pd.read_csv(
+                io.BytesIO(text.data),
+                encoding=text.encoding,
+                encoding_errors="replace",
+                **_dedupe_for_pandas(options),
+            )
         except pd.errors.EmptyDataError as exc:
             raise DataError(f"'{name}' is empty: it contains no rows.") from exc
         except pd.errors.ParserError as exc:
@@ -313,7 +361,7 @@ def _lost_fields(caught: list[warnings.WarningMessage]) -> bool:
 
 
 def _read_long_rows(
-    text: str,
+    text: _Text,
     name: str,
     options: dict,
     lines: list[str],
@@ -352,7 +400,7 @@ def _read_long_rows(
 
 
 def _long_records(
-    text: str, delimiter: str | None, n_names: int, width: int, has_header: bool
+    text: _Text, delimiter: str | None, n_names: int, width: int, has_header: bool
 ) -> list[tuple[int, int, int]]:
     """Return (line, n_names, found) for the first ten rows with values beyond the header."""
     found: list[tuple[int, int, int]] = []
@@ -374,13 +422,13 @@ def _long_records(
     return found
 
 
-def _records(text: str, delimiter: str | None):
+def _records(text: _Text, delimiter: str | None):
     """Yield (first line of the record, its fields) for each record of the text."""
     if delimiter == WHITESPACE:
-        for number, line in enumerate(io.StringIO(text), start=1):
+        for number, line in enumerate(text.stream(), start=1):
             yield number, line.split()
         return
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter or ",", skipinitialspace=True)
+    reader = csv.reader(text.stream(), delimiter=delimiter or ",", skipinitialspace=True)
     start = 1
     for record in reader:
         yield start, record

@@ -420,3 +420,27 @@ def test_gzip_that_expands_beyond_the_ceiling_is_refused(monkeypatch):
         loaders.load_table(bomb, name="big.csv.gz")
     small = gzip.compress(b"a,b\n1,2\n3,4\n")
     assert loaders.load_table(small, name="ok.csv.gz").shape == (2, 2)
+
+
+def test_a_large_csv_is_parsed_from_its_bytes_without_a_decoded_copy():
+    """Reading a CSV holds the bytes and the frame, never a str copy of the whole file.
+
+    A decoded str plus the StringIO pandas read it through were about 5x the file.
+    """
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.normal(size=(60_000, 16)).round(6), columns=[f"x{i}" for i in range(16)]
+    )
+    data = frame.to_csv(index=False).encode()
+    tracemalloc.start()
+    try:
+        loaded = load_table(data, name="big.csv")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert loaded.shape == frame.shape
+    np.testing.assert_allclose(loaded.to_numpy(), frame.to_numpy())
+    table = loaded.memory_usage(deep=True).sum()
+    assert peak < len(data) + 2.5 * table, (peak / len(data), peak / table)

@@ -535,10 +535,18 @@ class SavedRun:
 
 def load_run(folder: Any) -> SavedRun:
     """Return the run saved in ``folder`` (a ``Workspace.run_dir``) by :func:`train_run`."""
-    from pathlib import Path
-
     from ad_core.data import Preprocessor
     from ad_core.detectors import load_detector
+
+    folder = check_run_folder(folder)
+    return SavedRun(
+        folder, load_detector(folder / MODEL_DIR), Preprocessor.load(folder / PREPROCESSOR_FILE)
+    )
+
+
+def check_run_folder(folder: Any) -> Any:
+    """Return ``folder`` as a Path, or raise FileNotFoundError when it holds no trained run."""
+    from pathlib import Path
 
     folder = Path(folder)
     if not (folder / MODEL_DIR).is_dir() or not (folder / PREPROCESSOR_FILE).is_file():
@@ -546,9 +554,7 @@ def load_run(folder: Any) -> SavedRun:
             f"{folder} holds no trained run (its model or preprocessor is missing); "
             "train the run again or pick another."
         )
-    return SavedRun(
-        folder, load_detector(folder / MODEL_DIR), Preprocessor.load(folder / PREPROCESSOR_FILE)
-    )
+    return folder
 
 
 def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.ndarray:

@@ -50,7 +50,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"The device must be 'auto', 'cpu' or 'cuda' (or 'cuda:N'), not {device!r}."
+        ) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"The device {device!r} was asked for, but this machine has no CUDA GPU; "
+            "use 'auto' or 'cpu'."
+        )
+    return chosen
 
 
 def make_generator(random_state: int | None, device: torch.device | str = "cpu") -> torch.Generator:

@@ -159,6 +159,18 @@ def test_auto_device_trains_on_cuda_when_present_else_cpu(name):
     assert det.decision_function(np.random.rand(5, 3)).shape == (5,)
 
 
+@pytest.mark.parametrize(
+    "device, message",
+    [("gpu", "must be 'auto', 'cpu' or 'cuda'"), ("cuda", "has no CUDA GPU")],
+)
+def test_a_device_that_cannot_be_used_is_refused_in_a_sentence(device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU, so 'cuda' is a usable device here")
+    det = make_detector("autoencoder", epochs=1, device=device)
+    with pytest.raises(ValueError, match=message):
+        det.fit(np.random.rand(40, 3))
+
+
 def test_vae_score_of_a_row_does_not_depend_on_the_rows_scored_with_it():
     X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     det = make_detector("vae", epochs=2, random_state=0).fit(X)

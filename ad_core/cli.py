@@ -87,44 +87,6 @@ def _read_table(path: str):
     return frame, data
 
 
-def _read_labels(path: str, keys: Any) -> tuple[list[str], list[int]]:
-    """Return (row keys, labels) from a CSV with columns row_key,label (0 normal, 1 anomaly)."""
-    import numpy as np
-    import pandas as pd
-
-    from ad_core.data import DataError
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"There is no labels file {path}; check the path.")
-    try:
-        table = pd.read_csv(path, dtype={"row_key": str})
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"The labels file {path} is not a readable CSV ({exc}).") from None
-    missing = [c for c in ("row_key", "label") if c not in table.columns]
-    if missing:
-        raise DataError(
-            f"The labels file {path} needs the columns row_key and label; "
-            f"it lacks {', '.join(missing)}."
-        )
-    values = pd.to_numeric(table["label"], errors="coerce")
-    bad = ~values.isin([0, 1])
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
-        raise DataError(
-            f"The labels file {path} has a label other than 0 (normal) or 1 (anomaly) on "
-            f"line {row}: {table['label'].iloc[row - 2]!r}."
-        )
-    known = set(map(str, keys))
-    row_key = table["row_key"].astype(str).str.strip()
-    unknown = [k for k in row_key if k not in known]
-    if unknown:
-        raise DataError(
-            f"The labels file {path} names {len(unknown)} row key(s) the data does not have, "
-            f"e.g. {', '.join(unknown[:3])}; use the data's id column or row numbers (0, 1, ...)."
-        )
-    return row_key.tolist(), values.astype(int).tolist()
-
-
 class _Progress:
     """Turn training events into tqdm bars: one bar per stage (pretraining, training)."""
 
@@ -188,11 +150,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     truth = ground_truth(frame, schema)
 
     if args.labels:
-        label_keys, label_values = _read_labels(args.labels, keys)
-        for value in (0, 1):
-            chosen = [k for k, v in zip(label_keys, label_values, strict=True) if v == value]
-            if chosen:
-                ws.set_labels(dataset_id, chosen, value, annotator=LABELS_ANNOTATOR)
+        if not Path(args.labels).is_file():
+            raise FileNotFoundError(f"There is no labels file {args.labels}; check the path.")
+        # The Label page's import: all or nothing, keys checked against the rows, the
+        # annotators the file names kept (an export from the app reads back as it is).
+        try:
+            ws.import_labels(
+                dataset_id, Path(args.labels).read_bytes(), LABELS_ANNOTATOR, row_keys=keys
+            )
+        except ValueError as exc:
+            raise CliError(f"The labels file {args.labels}: {exc}") from None
     labels = ws.label_array(dataset_id, keys)
     n_labels = int((labels != -1).sum())
     if n_labels:

@@ -3,7 +3,11 @@
 ``st.session_state`` holds the ids; each change is also written to the workspace settings, so
 a browser reload or a server restart comes back to the same dataset, run and threshold.
 Settings keys: ``last_dataset_id``, ``last_run.<dataset_id>``, ``threshold.<run_id>``,
-``annotator``, ``prep.<dataset_id>`` (preprocessing choices).
+``prep.<dataset_id>`` (preprocessing choices).
+
+The annotator is the exception: a name belongs to the person at one browser, so it lives in
+this session and in its URL (``?annotator=``, kept across reloads of that tab), never in the
+workspace, where the next person to open the app would inherit it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ THRESHOLD_RUN = "threshold_run_id"
 SLIDER = "threshold_slider"
 NUMBER = "threshold_number"
 ANNOTATOR = "annotator"
+#: the URL query parameter that keeps the annotator's name across reloads of a browser tab
+ANNOTATOR_PARAM = "annotator"
 TRAINING = "training_run_id"
 
 # --- dataset ------------------------------------------------------------------------------
@@ -153,18 +159,36 @@ def set_threshold(run_id: int, value: float) -> None:
 
 
 def annotator() -> str:
-    """Return the name labels are recorded under in this session."""
+    """Return the name this browser session labels under; "" until the person gives one.
+
+    A new session (a reload, a deep link) takes the name from its URL's ``?annotator=``; a
+    session without one has no name (the pages ask for it before the first label).
+    """
     ss = st.session_state
-    if not ss.get(ANNOTATOR):
-        ss[ANNOTATOR] = get_workspace().get_setting("annotator") or "analyst"
-    return str(ss[ANNOTATOR]).strip() or "analyst"
+    name = str(ss.get(ANNOTATOR) or "").strip()
+    if not name and ANNOTATOR not in ss:  # a new session: its URL may carry the name
+        name = str(st.query_params.get(ANNOTATOR_PARAM) or "").strip()
+        if name:
+            ss[ANNOTATOR] = name
+    if name and st.query_params.get(ANNOTATOR_PARAM) != name:
+        # Page changes may drop the query string; put the name back so a reload keeps it.
+        st.query_params[ANNOTATOR_PARAM] = name
+    return name
+
+
+def set_annotator(name: str) -> None:
+    """Make ``name`` this session's annotator and keep it in the URL (call from a callback)."""
+    name = str(name or "").strip()
+    st.session_state[ANNOTATOR] = name
+    if name:
+        st.query_params[ANNOTATOR_PARAM] = name
+    elif ANNOTATOR_PARAM in st.query_params:
+        del st.query_params[ANNOTATOR_PARAM]
 
 
 def remember_annotator() -> None:
-    """Store the annotator name typed in the sidebar as the default for the next visit."""
-    name = str(st.session_state.get(ANNOTATOR) or "").strip()
-    if name:
-        get_workspace().set_setting("annotator", name)
+    """Keep the name typed in the sidebar for this browser session (in its URL)."""
+    set_annotator(str(st.session_state.get(ANNOTATOR) or ""))
 
 
 # --- widgets that keep their value while the user is on another page ------------------------

@@ -11,6 +11,7 @@ from ad_core.data import (
     Preprocessor,
     list_samples,
 )
+from ad_core.store import describe_key_scheme
 from ad_studio_ui import state
 from ad_studio_ui.datasets import (
     add_sample,
@@ -21,6 +22,7 @@ from ad_studio_ui.datasets import (
     schema_version,
 )
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link
+from ad_studio_ui.labels import hidden_labels_note
 from ad_studio_ui.workspace import dataset_view, get_workspace
 
 CATEGORICAL_MISSING_TEXT = {
@@ -120,6 +122,9 @@ for note in notes:
     st.warning(note, icon=":material/info:")
 for note in view.key_notes:
     st.info(note)
+hidden = hidden_labels_note(ws, dataset_id)
+if hidden:
+    st.warning(hidden, icon=":material/visibility_off:")
 
 frame = view.frame
 shown = frame.iloc[:200, :50]
@@ -190,14 +195,23 @@ def apply_roles() -> None:
         role = change.get("role")
         if role and role != new.roles[columns[int(row)]]:
             new = new.with_role(columns[int(row)], role)
+    hidden_before = ws.hidden_labels(dataset_id)
+    before = ws.key_scheme(dataset_id)
     ws.update_dataset_schema(dataset_id, new.to_dict())
-    if new.id_column != schema.id_column and ws.labels(dataset_id):
-        # Labels attach to row keys; other keys hide them (nothing is deleted).
+    after = ws.key_scheme(dataset_id)
+    if after != before:
+        # Labels record the key scheme they were given under: the others are hidden (the
+        # warning above the table says so while it lasts), never moved onto other rows.
+        back = hidden_before.get(after, 0)
         flash(
-            "warning",
-            "The id column changed, so rows now have other keys: the labels given so far "
-            "belong to the old keys and are hidden until the id column is set back. Runs "
-            "trained before the change need retraining.",
+            "info",
+            f"Rows are now identified by {describe_key_scheme(after)}."
+            + (
+                " Runs trained before the change need retraining."
+                if ws.list_runs(dataset_id)
+                else ""
+            )
+            + (f" The {back:,} label(s) given under it are shown again." if back else ""),
         )
 
 

@@ -22,12 +22,21 @@ from ad_core.runs import (
     setting_text,
     setting_title,
 )
+from ad_core.store import LabelConflict
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.forms import param_widgets, params_from_widgets
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset, require_run
 from ad_studio_ui.jobs_ui import show_job
-from ad_studio_ui.labels import label_rows, undo_last
+from ad_studio_ui.labels import (
+    LABEL_NAMES,
+    describe_change,
+    hidden_labels_note,
+    label_rows,
+    labels_table,
+    undo_last,
+    view_key_scheme,
+)
 from ad_studio_ui.maps import queue_key
 from ad_studio_ui.review import typical_ranges
 from ad_studio_ui.training import get_job, run_setup, start_training
@@ -44,22 +53,123 @@ inside_app()
 ws = get_workspace()
 st.title("Label & retrain")
 view = require_dataset()
-run = require_run()
-scores = run_scores(run)
-threshold = state.current_threshold(run, scores)
+scheme = view_key_scheme(ws, view)
+hidden = hidden_labels_note(ws, view.dataset_id)
+if hidden:
+    st.warning(hidden, icon=":material/visibility_off:")
 labels = label_array(view)
-order = run_order(run)
 who = state.annotator()
-st.caption(f"{run_title(run)} · labelling as **{who}** (change it in the sidebar)")
+if not who:
+    st.warning(
+        "Who is labelling? Type your name before your first label: every label records who "
+        "gave it, and undo takes back only your own.",
+        icon=":material/person:",
+    )
+    st.text_input(
+        "Your name",
+        key="annotator_prompt",
+        on_change=lambda: state.set_annotator(st.session_state.get("annotator_prompt", "")),
+        placeholder="e.g. alice",
+    )
 
 n_anomaly = int((labels == 1).sum())
 n_normal = int((labels == 0).sum())
-n_mine = ws.count_labels_given(view.dataset_id, who)  # a COUNT, not the whole history
-c = st.columns(4)
+n_mine = ws.count_labels_given(view.dataset_id, who) if who else 0  # a COUNT, not the history
+disputed = ws.label_disagreements(view.dataset_id)
+c = st.columns(5)
 c[0].metric("Labelled rows", f"{n_anomaly + n_normal:,}")
 c[1].metric("Anomalies", f"{n_anomaly:,}")
 c[2].metric("Normal", f"{n_normal:,}")
-c[3].metric(f"Labels by {who}", f"{n_mine:,}")
+c[3].metric(f"Labels by {who}" if who else "Labels by you", f"{n_mine:,}")
+c[4].metric(
+    "Disagreements",
+    f"{len(disputed):,}",
+    help="Rows that two annotators labelled differently (each one's latest label counts).",
+)
+if len(disputed):
+    with st.expander(f"Rows the annotators disagree on ({len(disputed):,})", expanded=True):
+        st.dataframe(
+            {
+                "row": disputed["row_key"].tolist(),
+                "label now": [LABEL_NAMES[v] for v in disputed["label"]],
+                "anomaly by": [", ".join(n) for n in disputed["anomaly_by"]],
+                "normal by": [", ".join(n) for n in disputed["normal_by"]],
+            },
+            hide_index=True,
+            key="disagreements",
+        )
+
+
+def import_file(data: bytes, key_scheme: str) -> None:
+    done = ws.import_labels(
+        view.dataset_id, data, state.annotator(), row_keys=view.keys, key_scheme=key_scheme
+    )
+    written = done.n_rows - done.n_unchanged
+    flash(
+        "success",
+        f"Imported {written:,} label(s) in one step (Undo takes the whole import back)."
+        + (f" {done.n_unchanged:,} were here already." if done.n_unchanged else ""),
+    )
+
+
+with st.expander("All labels: who gave what, export, import"):
+    table = labels_table(ws, view.dataset_id)
+    st.dataframe(table, hide_index=True, key="labels_table")
+    if len(table) == 500:
+        st.caption("The latest 500 labels; the export has all of them.")
+    st.download_button(
+        "Export the labels (CSV)",
+        # Made when pressed (a callable): the labels as they are then, not at the last rerun.
+        data=lambda dataset_id=view.dataset_id: ws.labels_csv(dataset_id),
+        file_name=f"{view.name} labels.csv",
+        mime="text/csv",
+        key="labels_export",
+        icon=":material/download:",
+        help="One line per labelled row: row key, label, annotator, time, how rows are "
+        "identified, and the row's whole history.",
+    )
+    uploaded = st.file_uploader(
+        "Import labels (a CSV with the columns row_key and label, like the export)",
+        key="labels_import_file",
+    )
+    if uploaded is not None:
+        data = uploaded.getvalue()
+        try:
+            plan = ws.import_labels(
+                view.dataset_id, data, who, dry_run=True, row_keys=view.keys, key_scheme=scheme
+            )
+        except ValueError as exc:  # LabelImportError, or the id column changed meanwhile
+            st.error(str(exc), icon=":material/error:")
+        else:
+            todo = plan.n_rows - plan.n_unchanged
+            st.info(
+                f"'{uploaded.name}' has {plan.n_rows:,} label(s): {plan.n_anomaly:,} anomalies "
+                f"and {plan.n_normal:,} normal, by {', '.join(plan.annotators)}. "
+                + (f"{plan.n_unchanged:,} are here already. " if plan.n_unchanged else "")
+                + (
+                    f"{plan.n_replaced:,} row(s) have another label now, which the import "
+                    "replaces. "
+                    if plan.n_replaced
+                    else ""
+                )
+                + ("Nothing to import." if todo == 0 else "")
+            )
+            st.button(
+                f"Import {todo:,} label(s)",
+                key="labels_import",
+                disabled=todo == 0,
+                on_click=guarded(import_file, data, scheme),
+                type="primary",
+            )
+
+run = require_run()
+scores = run_scores(run)
+threshold = state.current_threshold(run, scores)
+order = run_order(run)
+st.caption(
+    f"{run_title(run)} · "
+    + (f"labelling as **{who}** (change it in the sidebar)" if who else "no name given yet")
+)
 
 # --- review queue -------------------------------------------------------------------------
 st.subheader("Review queue")
@@ -80,10 +190,37 @@ map_positions = np.array(
 pos, remaining = next_in_queue(
     mode, scores, order, threshold, labels, skipped, map_positions=map_positions
 )
+CONFLICT = "_label_conflict"
 
 
-def give_label(key: str, value: int) -> None:
-    label_rows(ws, view.dataset_id, [key], value, state.annotator())
+def give_label(key: str, value: int, shown: int, key_scheme: str) -> None:
+    """Save a label unless someone else changed the row since it was shown; then ask."""
+    try:
+        label_rows(
+            ws,
+            view.dataset_id,
+            [key],
+            value,
+            state.annotator(),
+            key_scheme=key_scheme,
+            seen={key: shown},
+        )
+    except LabelConflict as conflict:
+        change = conflict.changes[0]
+        st.session_state[CONFLICT] = {
+            "dataset_id": view.dataset_id,
+            "key": key,
+            "label": value,
+            "current": change.label,
+            "key_scheme": key_scheme,
+            "text": describe_change(change),
+        }
+    else:
+        st.session_state.pop(CONFLICT, None)
+
+
+def keep_theirs() -> None:
+    st.session_state.pop(CONFLICT, None)
 
 
 def skip(position: int) -> None:
@@ -94,6 +231,29 @@ def undo() -> None:
     flash("info", undo_last(ws, view.dataset_id, state.annotator()))
 
 
+conflict = st.session_state.get(CONFLICT)
+if conflict and conflict["dataset_id"] == view.dataset_id:
+    mine = LABEL_NAMES[conflict["label"]]
+    st.warning(
+        f"Row {conflict['key']}: {conflict['text']}, after this page showed it to you. Your "
+        f"label ({mine}) was not saved. Save yours anyway, or skip the row and keep theirs?",
+        icon=":material/group:",
+    )
+    k = st.columns(2)
+    k[0].button(
+        f"Save {mine} anyway",
+        key="conflict_confirm",
+        on_click=guarded(
+            give_label,
+            conflict["key"],
+            conflict["label"],
+            conflict["current"],
+            conflict["key_scheme"],
+        ),
+        type="primary",
+    )
+    k[1].button("Skip: keep their label", key="conflict_skip", on_click=keep_theirs)
+
 if pos is None:
     st.success("Nothing left to review in this queue. Pick another queue, or retrain below.")
     if skipped:
@@ -101,6 +261,7 @@ if pos is None:
     st.button("Undo my last label", key="undo_empty", on_click=guarded(undo), shortcut="u")
 else:
     key = str(view.keys[pos])
+    shown = int(labels[pos])
     rank = int(np.count_nonzero(scores >= scores[pos]))
     is_flagged = bool(flag(scores[pos : pos + 1], threshold)[0])
     st.markdown(
@@ -111,7 +272,8 @@ else:
     b[0].button(
         "Normal",
         key="review_normal",
-        on_click=guarded(give_label, key, 0),
+        on_click=guarded(give_label, key, 0, shown, scheme),
+        disabled=not who,
         shortcut="n",
         icon=":material/check_circle:",
         width="stretch",
@@ -120,7 +282,8 @@ else:
     b[1].button(
         "Anomaly",
         key="review_anomaly",
-        on_click=guarded(give_label, key, 1),
+        on_click=guarded(give_label, key, 1, shown, scheme),
+        disabled=not who,
         shortcut="a",
         type="primary",
         icon=":material/warning:",

@@ -10,7 +10,7 @@ from ad_core.runs import percentiles
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
-from ad_studio_ui.labels import label_rows, selected_row_keys
+from ad_studio_ui.labels import label_rows, selected_row_keys, view_key_scheme
 from ad_studio_ui.maps import map_available, map_job, run_holes, run_map, start_map_job
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
@@ -144,7 +144,9 @@ def label_selection(label: int) -> None:
     # lasso may have replaced it since, and the label must go to what the user sees selected.
     chart_state = st.session_state.get(map_key) or {}
     keys_ = selected_row_keys(chart_state.get("selection"))
-    n = label_rows(ws, view.dataset_id, keys_, label, state.annotator())
+    n = label_rows(
+        ws, view.dataset_id, keys_, label, state.annotator(), key_scheme=view_key_scheme(ws, view)
+    )
     name = {1: "anomalous", 0: "normal", -1: "unlabelled"}[label]
     flash("success", f"Labelled {n:,} row(s) {name}.")
 

@@ -8,6 +8,7 @@ from ad_studio_ui import state
 from ad_studio_ui.forms import APP_RANDOM_STATE, param_widgets, params_from_widgets
 from ad_studio_ui.frame import inside_app, page_link, require_dataset
 from ad_studio_ui.jobs_ui import show_job
+from ad_studio_ui.labels import hidden_labels_note
 from ad_studio_ui.training import MAX_TRAIN_ROWS, get_job, prepare_processes, start_training
 from ad_studio_ui.workspace import get_workspace, label_array
 
@@ -52,8 +53,11 @@ st.caption(
     f" · latent space: {'yes' if info.has_latent else 'no'} · {info.reference}"
 )
 
-labels = label_array(view)
+labels = label_array(view)  # only labels whose rows the current id column identifies
 n_labelled = int((labels != -1).sum())
+hidden = hidden_labels_note(ws, view.dataset_id)
+if hidden:
+    st.warning(hidden, icon=":material/visibility_off:")
 prep = state.preprocessing_choices(view.dataset_id)
 
 if view.n_rows > MAX_TRAIN_ROWS:

@@ -25,3 +25,18 @@ def shared_data() -> Path:
 def _private_workspace(tmp_path, monkeypatch):
     """Point every test at its own empty workspace so none touches ./.ad_studio."""
     monkeypatch.setenv("AD_STUDIO_HOME", str(tmp_path / "ad_studio_home"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Put back ``sys.modules["__main__"]`` after each test.
+
+    Streamlit's AppTest runs app.py as ``__main__`` and leaves it there; a process a later
+    test starts with "spawn" or "forkserver" would then run app.py again as its main module.
+    """
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

@@ -91,6 +91,7 @@ def test_rows_sent_from_the_map_head_the_review_queue(trained_app, trained_home)
     first, second = keys[42], keys[7]
     ws.set_setting(f"review_queue.{dataset_id}", [first, second])
     at = open_page(at, "label")
+    at.sidebar.text_input(key="annotator").input("tester").run()
     at.radio(key="queue_mode").set_value("map").run()
     assert_clean(at)
     assert any(f"**Row {first}**" in m.value for m in at.markdown)

@@ -122,8 +122,12 @@ def test_sample_train_threshold_lasso_label_reload(page, app_server):
     slider_value = page.get_by_label("Threshold value").input_value()
     assert float(slider_value) > 0
 
-    # Latent space: lasso the right part of the map, label the points anomalous
+    # Latent space: say who labels (sidebar), lasso the upper part, label it anomalous
     goto(page, base, "latent")
+    name = page.get_by_role("textbox", name="Annotator")
+    name.fill("e2e tester")
+    name.press("Enter")
+    wait_idle(page)
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     drag = chart.locator(".nsewdrag").first
     drag.wait_for()

@@ -132,7 +132,14 @@ def test_labels_file_is_stored_and_checked(tmp_path, capsys):
 
     labels.write_text("row_key,label\n0,2\n")
     assert cli.main(["train", str(CARDIO), "--detector", "knn", "--labels", str(labels)]) == 1
-    assert "other than 0 (normal) or 1 (anomaly)" in capsys.readouterr().err
+    assert "neither anomaly nor normal" in capsys.readouterr().err
+
+    # All or nothing: one key the data lacks, and not one label of the file is stored.
+    labels.write_text("row_key,label\n5,1\n99999,1\n")
+    assert cli.main(["train", str(CARDIO), "--detector", "knn", "--labels", str(labels)]) == 1
+    err = capsys.readouterr().err
+    assert "1 of the 2 row keys in the file match no row" in err and "99999" in err
+    assert ws.labels(run.dataset_id) == {"0": 1, "1": 0, "2": 0}
 
 
 def test_runs_lists_the_run(trained, capsys):

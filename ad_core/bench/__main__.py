@@ -10,6 +10,8 @@ BENCHMARKS = {
     "speed": "fit/score throughput against PyOD on a 100k x 32 table",
     "app": "dashboard server times, two trainings at once, the Deep SAD retrain",
     "holes": "compact VAE and vacant holes on MNIST / Fashion-MNIST",
+    "labels": "label storage: commit time, two writers, restart, id change, undo, import",
+    "scale": "scoring 1M rows (CSV, Parquet) locally and on Dask; the app with 1M rows",
 }
 
 

@@ -271,7 +271,8 @@ def sniff_text_format(lines: list[str], preferred_delimiter: str | None = None) 
         "names": names,
         "index_col": False,
         "engine": "c",
-        "low_memory": False,
+        # Tokenise in pieces: the whole file at once holds ~2x the table besides the frame.
+        "low_memory": True,
         "on_bad_lines": "warn",
     }
     if delimiter != WHITESPACE:

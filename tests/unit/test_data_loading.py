@@ -444,3 +444,15 @@ def test_a_large_csv_is_parsed_from_its_bytes_without_a_decoded_copy():
     np.testing.assert_allclose(loaded.to_numpy(), frame.to_numpy())
     table = loaded.memory_usage(deep=True).sum()
     assert peak < len(data) + 2.5 * table, (peak / len(data), peak / table)
+
+
+def test_a_stray_text_value_far_down_a_long_numeric_column_becomes_missing_with_a_note():
+    """pandas reads long files in pieces; a piece with text in a numeric column is still merged."""
+    n = 200_000
+    values = np.arange(n, dtype=float).astype(str).astype(object)
+    values[150_000] = "n/a?"
+    data = pd.DataFrame({"x": values, "y": np.ones(n)}).to_csv(index=False).encode()
+    frame = load_table(data, name="long.csv")
+    assert pd.api.types.is_float_dtype(frame["x"].dtype)
+    assert np.isnan(frame["x"].iloc[150_000]) and frame["x"].iloc[149_999] == 149_999.0
+    assert any("'n/a?'" in note and "150001" in note for note in frame.attrs["load_notes"])

@@ -500,6 +500,27 @@ class ScoreSummary:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _summary(
+    source: Source,
+    rows: int,
+    flagged: int,
+    out: Path,
+    started: float,
+    engine: str,
+    not_numbers: dict[str, tuple[int, str]],
+) -> ScoreSummary:
+    return ScoreSummary(
+        rows,
+        flagged,
+        len(source.files),
+        len(source.parts),
+        str(out),
+        time.perf_counter() - started,
+        engine,
+        source.notes + _not_number_notes(not_numbers),
+    )
+
+
 def _not_number_notes(counts: dict[str, tuple[int, str]]) -> list[str]:
     return [
         f"Column '{column}' had {n:,} value(s) that are not numbers (for example {example}); "
@@ -572,16 +593,7 @@ def score_file(
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    return ScoreSummary(
-        offset,
-        flagged,
-        len(source.files),
-        len(source.parts),
-        str(path),
-        time.perf_counter() - started,
-        "local",
-        source.notes + _not_number_notes(not_numbers),
-    )
+    return _summary(source, offset, flagged, path, started, "local", not_numbers)
 
 
 def _part_share(source: Source, part: Part) -> int:
@@ -826,16 +838,8 @@ def score_dask(
             import json
 
             _merge_not_numbers(not_numbers, {k: tuple(v) for k, v in json.loads(text).items()})
-    return ScoreSummary(
-        int(lengths.sum()),
-        int(stats["flagged"].sum()),
-        len(source.files),
-        len(source.parts),
-        str(folder),
-        time.perf_counter() - started,
-        "dask",
-        source.notes + _not_number_notes(not_numbers),
-    )
+    rows, flagged = int(lengths.sum()), int(stats["flagged"].sum())
+    return _summary(source, rows, flagged, folder, started, "dask", not_numbers)
 
 
 def _output_folder(out: str | os.PathLike[str]) -> Path:

@@ -117,6 +117,9 @@ def feature_contributions(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of rows x features, got shape {X.shape}")
+    member = getattr(detector, "explanation_member", None)
+    if callable(member):  # an ensemble explains through a member that reconstructs, if any
+        detector = member()
     if detector is not None and uses_reconstruction(detector):
         deviation = X - _reconstruct(detector, X)
         method = "reconstruction"

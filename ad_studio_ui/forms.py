@@ -10,6 +10,17 @@ from ad_core.detectors import DetectorInfo, ParamSpec
 
 #: the app's default seed: the same settings give the same model
 APP_RANDOM_STATE = 0
+#: the detector the Train form proposes for a first run, and why (benchmarks/unsup.md)
+DEFAULT_DETECTOR = "ensemble"
+DEFAULT_DETECTOR_WHY = (
+    "Proposed for a first run: no detector wins on every data set, so this one averages "
+    "detectors of different kinds, chosen leaving each benchmark set out (benchmarks/unsup.md)."
+)
+
+
+def default_detector(names: list[str]) -> str:
+    """Return the detector the Train form starts on: the ensemble when it is available."""
+    return DEFAULT_DETECTOR if DEFAULT_DETECTOR in names else names[0]
 
 
 def _parse_int_list(text: str, name: str) -> tuple[int, ...] | None:

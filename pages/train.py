@@ -5,7 +5,14 @@ import streamlit as st
 from ad_core import get_detector_info, list_detectors
 from ad_core.runs import DEFAULT_HOLDOUT, TRAIN_ON, TrainingSetup
 from ad_studio_ui import state
-from ad_studio_ui.forms import APP_RANDOM_STATE, param_widgets, params_from_widgets
+from ad_studio_ui.forms import (
+    APP_RANDOM_STATE,
+    DEFAULT_DETECTOR,
+    DEFAULT_DETECTOR_WHY,
+    default_detector,
+    param_widgets,
+    params_from_widgets,
+)
 from ad_studio_ui.frame import inside_app, page_link, require_dataset
 from ad_studio_ui.jobs_ui import show_job
 from ad_studio_ui.labels import hidden_labels_note
@@ -44,8 +51,10 @@ name = st.selectbox(
     "Detector",
     names,
     format_func=lambda n: detectors[n].title,
-    key=state.kept_widget("train_detector", "autoencoder" if "autoencoder" in names else names[0]),
+    key=state.kept_widget("train_detector", default_detector(names)),
 )
+if name == DEFAULT_DETECTOR:
+    st.caption(DEFAULT_DETECTOR_WHY)
 info = get_detector_info(name)
 st.markdown(info.description)
 st.caption(

@@ -34,6 +34,7 @@ from ad_core.nn.training import FitCancelled
 
 #: name -> "module:Class"; order is the catalogue order in the app
 _REGISTRY: dict[str, str] = {
+    "ensemble": "ad_core.detectors.ensemble:Ensemble",
     "autoencoder": "ad_core.detectors.autoencoder:AutoEncoder",
     "vae": "ad_core.detectors.vae:VAE",
     "deep_svdd": "ad_core.detectors.deep_sad:DeepSVDD",
@@ -42,6 +43,7 @@ _REGISTRY: dict[str, str] = {
     "isolation_forest": "ad_core.detectors.classic:IsolationForest",
     "ocsvm": "ad_core.detectors.classic:OCSVM",
     "knn": "ad_core.detectors.classic:KNN",
+    "ecod": "ad_core.detectors.ecod:ECOD",
 }
 
 

@@ -15,6 +15,7 @@ from ad_core.store import Workspace
 from ad_studio_ui import training
 from ad_studio_ui.apptest import open_page, problems
 from ad_studio_ui.datasets import add_upload
+from ad_studio_ui.forms import DEFAULT_DETECTOR, DEFAULT_DETECTOR_WHY
 
 #: the fewest epochs each kind of setting accepts: keeps a form training to a second or two
 FAST = {"epochs": 1, "pretrain_epochs": 1, "n_estimators": 10, "n_samples": 2}
@@ -122,9 +123,20 @@ def test_train_page_shows_no_run_of_another_dataset(app):
     assert not at.get("plotly_chart")  # no loss curve of the other dataset's run
 
 
+def test_the_form_proposes_the_ensemble_for_a_first_run_and_says_why(app):
+    app.button(key="sample_cardio").click().run()
+    at = open_page(app, "train")
+    assert not problems(at), problems(at)
+    assert at.selectbox(key="train_detector").value == DEFAULT_DETECTOR == "ensemble"
+    assert DEFAULT_DETECTOR_WHY in [c.value for c in at.caption]
+    at.selectbox(key="train_detector").set_value("knn").run()
+    assert DEFAULT_DETECTOR_WHY not in [c.value for c in at.caption]  # only beside the default
+
+
 def test_a_setting_the_library_refuses_is_said_in_plain_words(app):
     app.button(key="sample_cardio").click().run()
     at = open_page(app, "train")
+    at.selectbox(key="train_detector").set_value("autoencoder").run()
     at.text_input(key="train_autoencoder_hidden_dims").set_value("32, 0")
     at.number_input(key="train_autoencoder_epochs").set_value(1)
     at.get("form_submit_button")[0].click().run()

@@ -72,6 +72,10 @@ def test_sample_train_threshold_lasso_label_reload(page, app_server):
     # Train, as the README says: the default detector (Autoencoder) with its defaults, on the
     # beats whose ground truth is normal, 30 % held out; in the background with progress
     goto(page, base, "train")
+    # The form proposes the ensemble; the README's walkthrough picks the autoencoder.
+    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=re.compile("^Autoencoder")).first.click()
+    wait_idle(page)
     page.get_by_text("Rows whose ground truth is normal (novelty set-up)").click()
     assert page.get_by_role("checkbox", name="Hold out rows for evaluation").is_checked()
     # First a long training, to see the progress bar (epoch n/N, time left) and cancel it

@@ -44,6 +44,8 @@ def blobs():
 def test_registry_lists_every_required_detector():
     required = {"autoencoder", "vae", "deep_svdd", "deep_sad", "isolation_forest", "ocsvm", "knn"}
     assert required <= set(NAMES)
+    # the unsupervised default and its ECOD member (issue 13) go through every contract test
+    assert {"ensemble", "ecod"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

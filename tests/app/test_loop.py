@@ -39,8 +39,10 @@ def test_labels_raise_anomalies_and_lower_normals_after_deep_sad(app):
     ws = Workspace()
     dataset_id = app.session_state["dataset_id"]
 
-    # 2. train an autoencoder with few epochs through the Train page
+    # 2. train an autoencoder with few epochs through the Train page (picked: the page's
+    # default detector may be another)
     at = open_page(app, "train")
+    at.selectbox(key="train_detector").set_value("autoencoder").run()
     ae_run = _train_from_form(at, {"epochs": 3})
     assert at.session_state["run_id"] == ae_run
 

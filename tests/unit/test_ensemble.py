@@ -76,6 +76,19 @@ def test_score_is_the_weighted_mean_of_members_on_their_training_scale(data, com
 
 
 def test_members_are_trained_through_their_own_code(data):
+    # One torch thread for both fits: a member trained in a thread of its own and the same
+    # detector fitted with the process's threads sum in another order (float32 noise).
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_members_match_standalone_fits(data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_members_match_standalone_fits(data):
     det = make_detector("ensemble", **FOUR).fit(data)
     for member in det.members_:
         alone = make_detector(member, **det.member_params(member)).fit(data)

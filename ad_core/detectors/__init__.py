@@ -44,6 +44,9 @@ _REGISTRY: dict[str, str] = {
     "ocsvm": "ad_core.detectors.classic:OCSVM",
     "knn": "ad_core.detectors.classic:KNN",
     "ecod": "ad_core.detectors.ecod:ECOD",
+    "pca": "ad_core.detectors.pca:PCA",
+    "seq2seq": "ad_core.detectors.seq2seq:Seq2Seq",
+    "bigan": "ad_core.detectors.bigan:BiGAN",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 _ACTIVATIONS = {
@@ -65,3 +66,21 @@ class MLP(nn.Sequential):
         if final_activation:
             layers.append(_ACTIVATIONS[activation]())
         super().__init__(*layers)
+
+
+@torch.no_grad()
+def init_recurrent(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Return ``module`` with every LSTM/GRU/RNN weight and bias re-drawn from ``generator``.
+
+    ``init_module`` re-draws only Linear and Conv layers; recurrent layers would otherwise keep
+    the draw from torch's global generator. This uses torch's own default for them, uniform in
+    +-1/sqrt(hidden_size), drawn on the CPU (the generator's device) and copied to wherever the
+    layer lives.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.RNNBase):
+            bound = 1.0 / math.sqrt(m.hidden_size) if m.hidden_size > 0 else 0.0
+            for param in m.parameters():
+                fresh = torch.empty(param.shape).uniform_(-bound, bound, generator=generator)
+                param.copy_(fresh.to(param.device))
+    return module

@@ -1,8 +1,12 @@
-"""The Label page's cached view of typical feature ranges (the queue order is ad_core.runs)."""
+"""The Label page's cached view of typical feature ranges and the diverse queue's codes.
+
+The queue order itself is :func:`ad_core.runs.review_queue`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,3 +48,23 @@ def typical_ranges(
         digest = "lowhalf"
         rows = np.argsort(scores, kind="stable")[: max(1, scores.size // 2)]
     return _typical(str(get_workspace().home), int(run.id), f"{basis}|{digest}", view, rows)
+
+
+def queue_codes(view: DatasetView, run: RunRecord) -> Callable[[np.ndarray], np.ndarray]:
+    """Return a function of row positions giving the rows' codes for the diverse queue.
+
+    The run's latent codes when its detector has a latent space, else its preprocessed
+    features: what the Latent space page maps. Only the rows asked for are computed (the
+    queue's pool and the labelled rows), from the cached model and preprocessor.
+    """
+    from ad_core.maps import codes, has_latent
+    from ad_studio_ui.workspace import run_detector, run_preprocessor
+
+    prep = run_preprocessor(run.id)
+    detector = run_detector(run.id) if has_latent(run.detector) else None
+
+    def codes_of(rows: np.ndarray) -> np.ndarray:
+        X = prep.transform(view.frame.iloc[np.asarray(rows, dtype=np.int64)])
+        return X if detector is None else codes(detector, X)
+
+    return codes_of

@@ -93,3 +93,63 @@ def export_zip(run: RunRecord, folder: Path) -> bytes:
     from ad_core.runs import run_zip
 
     return run_zip(run, folder, prefix=f"run{run.id}/")
+
+
+def loop_curve(view: Any, run: RunRecord, labels: Any) -> tuple[list[dict[str, Any]], str]:
+    """Return the learning curve of the retrains that led to ``run`` (``ad_core.runs``)."""
+    from ad_core.runs import learning_curve
+    from ad_studio_ui.workspace import get_workspace, run_scores
+
+    ws = get_workspace()
+    return learning_curve(
+        ws, run.id, view.truth, labels, scores_of=lambda rid: run_scores(ws.get_run(rid))
+    )
+
+
+def loop_curve_table(points: list[dict[str, Any]]) -> pd.DataFrame:
+    """Return the learning curve as the Runs page lists it: one row per retrain."""
+    return pd.DataFrame(
+        {
+            "run": [p["run"] for p in points],
+            "detector": [p["detector"] for p in points],
+            "labels": [p["n_labels"] for p in points],
+            "retrain": [
+                "first run" if i == 0 else "warm (fine-tuned)" if p["warm"] else "from scratch"
+                for i, p in enumerate(points)
+            ],
+            "AUROC": [round(p["auroc"], 4) for p in points],
+            "AUPRC": [round(p["auprc"], 4) for p in points],
+        }
+    )
+
+
+def loop_curve_figure(points: list[dict[str, Any]]) -> Any:
+    """Return the Plotly figure of AUROC and AUPRC against the labels, one point per run."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    x = [p["n_labels"] for p in points]
+    text = [f"#{p['run']}" for p in points]
+    for name in ("auroc", "auprc"):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[p[name] for p in points],
+                mode="lines+markers+text",
+                text=text if name == "auroc" else None,
+                textposition="top center",
+                name=name.upper(),
+                customdata=[p["run"] for p in points],
+                hovertemplate="run #%{customdata}: %{y:.3f} with %{x} labels<extra>"
+                + name.upper()
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis_title="labels the run trained with",
+        yaxis_title="on the ground truth",
+        yaxis_range=[0, 1.05],
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
+    return fig

@@ -41,7 +41,11 @@ from ad_core.runs import (  # noqa: F401  (the app's names for what ad_core.runs
 from ad_core.store import Workspace
 
 #: what the progress bar calls a detector's training stages
-STAGE_TEXT = {"pretrain": "Pretraining (autoencoder)", "train": "Training"}
+STAGE_TEXT = {
+    "pretrain": "Pretraining (autoencoder)",
+    "train": "Training",
+    "fine_tune": "Fine-tuning (warm start)",
+}
 #: jobs of this server process, by (workspace folder, run id): run ids restart per workspace
 _JOBS: dict[tuple[str, int], TrainingJob] = {}
 _JOBS_LOCK = threading.Lock()

@@ -8,10 +8,17 @@ from ad_core.plots import score_comparison_figure
 from ad_core.runs import agreement
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset
-from ad_studio_ui.runs_views import export_zip, runs_table, settings_diff
+from ad_studio_ui.runs_views import (
+    export_zip,
+    loop_curve,
+    loop_curve_figure,
+    loop_curve_table,
+    runs_table,
+    settings_diff,
+)
 from ad_studio_ui.score_views import scores_csv
 from ad_studio_ui.training import get_job
-from ad_studio_ui.workspace import get_workspace, run_scores, run_title
+from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
 inside_app()
 ws = get_workspace()
@@ -110,6 +117,29 @@ if picked.status == "done":
     )
 if (picked.metrics or {}).get("error"):
     st.warning((picked.metrics or {})["error"])
+
+# --- the label loop -----------------------------------------------------------------------
+st.subheader("Learning curve of the label loop")
+if view.truth is None:
+    st.caption(
+        "The learning curve needs ground truth: set a column's role to 'ground-truth label' "
+        "on the Data page."
+    )
+elif picked.status == "done":
+    points, judged_on = loop_curve(view, picked, label_array(view))
+    if len(points) < 2:
+        st.caption(
+            f"Run #{picked.id} was not retrained from another run. Each retrain on the "
+            "Label page adds a point here: the AUROC on the ground truth after it."
+        )
+    else:
+        st.plotly_chart(loop_curve_figure(points), key="loop_curve")
+        st.dataframe(loop_curve_table(points), hide_index=True, key="loop_curve_table")
+        st.caption(
+            f"Run #{points[0]['run']} and the {len(points) - 1} retrain(s) that led to run "
+            f"#{picked.id}, each judged on the same {judged_on} of run #{picked.id}: no run "
+            "is credited with a row whose answer it was given."
+        )
 
 # --- compare ------------------------------------------------------------------------------
 st.subheader("Compare two runs")

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "holes": "compact VAE and vacant holes on MNIST / Fashion-MNIST",
     "labels": "label storage: commit time, two writers, restart, id change, undo, import",
     "scale": "scoring 1M rows (CSV, Parquet) locally and on Dask; the app with 1M rows",
+    "loop": "the label loop with a simulated expert: queue strategies, warm retrain, peers",
     "series": "NAB windows and ECG5000 beats: seq2seq, BiGAN, PCA and the rest",
     "unsup": "unsupervised detectors and the ensemble on ODDS, ECG5000, KDD, MNIST",
 }

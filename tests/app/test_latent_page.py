@@ -230,7 +230,9 @@ def test_sent_holes_open_as_the_label_queue(split_app, split_home):
     # The user looked at the Label page before: its queue picker shows the highest scores.
     at = open_page(split_app, "label")
     assert_clean(at)
-    assert at.radio(key="queue_mode").value == "highest"
+    from ad_core.runs import DEFAULT_QUEUE_MODE
+
+    assert at.radio(key="queue_mode").value == DEFAULT_QUEUE_MODE
     at = open_page(at, "latent")
     at.button(key="send_holes").click().run()
     assert_clean(at)

@@ -145,3 +145,131 @@ def test_map_selection_labels_are_committed_at_once(app, label):
     assert keys == ["5", "7"]
     assert label_rows(ws, dataset_id, keys, label, "tester") == 2
     assert Workspace().labels(dataset_id) == {"5": label, "7": label}
+
+
+# --- the warm retrain, through the Label page's button --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sad_home(tmp_path_factory):
+    """Return a workspace: the ECG sample, a Deep SAD run (30 % held out), 10 expert labels.
+
+    The labels are the 10 rows the default queue shows first, answered with the ground truth.
+    """
+    from ad_core.maps import run_codes
+    from ad_core.runs import (
+        DEFAULT_HOLDOUT,
+        DEFAULT_PREPROCESSING,
+        DEFAULT_QUEUE_MODE,
+        TrainingSetup,
+        review_queue,
+    )
+    from ad_studio_ui.datasets import add_sample
+
+    home = tmp_path_factory.mktemp("sad_workspace")
+    ws = Workspace(home)
+    dataset_id = add_sample(ws, "ecg5000")
+    base = ws.create_run(dataset_id, "deep_sad", {"random_state": 0}, DEFAULT_PREPROCESSING)
+    result = training.train_run(ws, base, setup=TrainingSetup("all", DEFAULT_HOLDOUT, 0))
+    ws.set_setting("last_dataset_id", dataset_id)
+    truth = _truth(ws, dataset_id)
+    queue = review_queue(
+        DEFAULT_QUEUE_MODE,
+        result.scores,
+        np.full(truth.size, -1),
+        threshold=result.threshold,
+        codes=lambda rows: run_codes(ws, base, rows),
+        n=10,
+    )
+    keys = ws.load_scores(base)["row_key"].astype(str).to_numpy()
+    for value in (0, 1):
+        picked = queue.positions[truth[queue.positions] == value]
+        if picked.size:
+            label_rows(ws, dataset_id, keys[picked], value, "expert")
+    ws.close()
+    return home
+
+
+def _finish(at, run_id: int) -> None:
+    job = training.get_job(run_id)
+    assert job.wait(timeout=120) and job.status == "done", job.error
+    at.run()
+    assert not problems(at), problems(at)
+
+
+def test_the_retrain_of_a_deep_sad_run_is_warm_faster_and_no_worse(sad_home, monkeypatch):
+    from ad_core.detectors.deep_sad import FINE_TUNE_EPOCHS
+    from ad_core.metrics import auroc
+    from ad_core.runs import comparison_rows, learning_curve, run_setup
+    from ad_studio_ui.apptest import app_test, navigation_mode
+
+    monkeypatch.setenv("AD_STUDIO_HOME", str(sad_home))
+    with navigation_mode():
+        at = open_page(app_test(timeout=60).run(), "label")
+        assert not problems(at), problems(at)
+        ws = Workspace(sad_home)
+        base = at.session_state["run_id"]
+        dataset_id = at.session_state["dataset_id"]
+        assert len(ws.labels(dataset_id)) == 10
+
+        # 1. the default for a Deep SAD run: warm, FINE_TUNE_EPOCHS epochs, no pretraining
+        assert at.checkbox(key="retrain_start_over").value is False
+        assert at.number_input(key=f"retrain{base}warm_deep_sad_epochs").value == FINE_TUNE_EPOCHS
+        assert not [b for b in at.number_input if b.key and "pretrain" in b.key]
+        assert any(m.value.startswith("**Warm start**") for m in at.markdown)
+        button = at.get("form_submit_button")[0]
+        assert button.label == "Fine-tune with 10 labels"
+        button.click().run()
+        warm = at.session_state["training_run_id"]
+        _finish(at, warm)
+        assert at.session_state["run_id"] == warm
+        # the next warm retrain fine-tunes the base's network again, not the fine-tuned one
+        assert any(
+            m.value.startswith(f"**Warm start**: fine-tunes run #{base}'s network")
+            for m in at.markdown
+        )
+
+        # 2. back to the base run; "start over" trains from scratch
+        at.session_state["run_id"] = base
+        at.run()
+        at.checkbox(key="retrain_start_over").check().run()
+        assert [b for b in at.number_input if b.key and b.key.endswith("_pretrain_epochs")]
+        button = at.get("form_submit_button")[0]
+        assert button.label == "Retrain with 10 labels"
+        button.click().run()
+        cold = at.session_state["training_run_id"]
+        _finish(at, cold)
+
+        # 3. warm: continued from the base, fine-tune epochs only, faster, AUROC no worse
+        warm_run, cold_run = ws.get_run(warm), ws.get_run(cold)
+        assert warm_run.metrics["warm_from"] == base and run_setup(ws, warm).warm_from == base
+        assert "warm_from" not in cold_run.metrics and run_setup(ws, cold).warm_from is None
+        assert warm_run.metrics["parent_run"] == cold_run.metrics["parent_run"] == base
+        assert warm_run.fit_seconds < cold_run.fit_seconds
+        assert warm_run.fit_seconds <= 5.0
+        truth = _truth(ws, dataset_id)
+        keys = ws.load_scores(base)["row_key"].astype(str).to_numpy()
+        given = ws.labels(dataset_id)
+        labels = np.array([given.get(k, -1) for k in keys])
+        rows, where = comparison_rows(np.load(ws.run_dir(warm) / "row_roles.npy"), labels)
+        assert "held-out" in where
+        a_warm = auroc(truth[rows], _scores(ws, warm)[rows])
+        a_cold = auroc(truth[rows], _scores(ws, cold)[rows])
+        a_base = auroc(truth[rows], _scores(ws, base)[rows])
+        assert a_warm >= a_cold, (a_warm, a_cold)
+        assert a_warm > a_base, (a_warm, a_base)  # the labels helped
+
+        # 4. the Runs page draws the learning curve of the chain of retrains
+        at = open_page(at, "runs")
+        assert not problems(at), problems(at)
+        at.selectbox(key="runs_pick").set_value(warm).run()
+        table = next(d.value for d in at.dataframe if "retrain" in d.value.columns)
+        assert table["run"].tolist() == [base, warm]
+        assert table["labels"].tolist() == [0, 10]
+        assert table["retrain"].tolist() == ["first run", "warm (fine-tuned)"]
+        points, _ = learning_curve(ws, warm, truth, labels)
+        assert table["AUROC"].tolist() == [round(p["auroc"], 4) for p in points]
+        assert table["AUROC"].iloc[1] == round(a_warm, 4)  # on the same rows as above
+        assert any("the same" in c.value and "held-out" in c.value for c in at.caption)
+        at.selectbox(key="runs_pick").set_value(base).run()
+        assert any("was not retrained from another run" in c.value for c in at.caption)

@@ -39,6 +39,7 @@ _REGISTRY: dict[str, str] = {
     "vae": "ad_core.detectors.vae:VAE",
     "deep_svdd": "ad_core.detectors.deep_sad:DeepSVDD",
     "deep_sad": "ad_core.detectors.deep_sad:DeepSAD",
+    "xgbod": "ad_core.detectors.xgbod:XGBOD",
     "compact_vae": "ad_core.detectors.compact_vae:CompactVAE",
     "isolation_forest": "ad_core.detectors.classic:IsolationForest",
     "ocsvm": "ad_core.detectors.classic:OCSVM",
@@ -47,6 +48,9 @@ _REGISTRY: dict[str, str] = {
     "pca": "ad_core.detectors.pca:PCA",
     "seq2seq": "ad_core.detectors.seq2seq:Seq2Seq",
     "bigan": "ad_core.detectors.bigan:BiGAN",
+    "ssl_classifier": "ad_core.detectors.ssl_classifier:SSLClassifier",
+    "goad": "ad_core.detectors.goad:GOAD",
+    "neutral_ad": "ad_core.detectors.neutral_ad:NeuTraLAD",
 }
 
 

@@ -40,6 +40,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -561,6 +562,7 @@ def score_file(
 
     started = time.perf_counter()
     run = load_run(run_folder)
+    refuse_series(run)
     source = plan(
         data,
         run.preprocessor.feature_columns_in_,
@@ -640,6 +642,16 @@ _WORKER_RUNS: dict[str, Any] = {}
 _WORKER_LOCK = threading.Lock()
 #: how many times this process loaded a run for Dask (the tests check: once per worker)
 WORKER_LOADS: dict[str, int] = {}
+
+
+def refuse_series(run: Any) -> None:
+    """Raise DataError for a run trained on a series: parts would cut its windows apart."""
+    if getattr(run, "series", None) is not None:
+        raise DataError(
+            "This run was trained on windows of a series: it scores a whole series at once, "
+            "which batch scoring cannot cut into parts. Load the series as one table and "
+            "score it with ad_core.runs.score(load_run(folder), frame), or on the Data page."
+        )
 
 
 def _worker_run(run_folder: str) -> Any:
@@ -769,6 +781,10 @@ def score_dask(
     run_folder = str(Path(run_folder).resolve())
     # The client needs the run's columns only: the model (and torch) load on the workers.
     preprocessor = Preprocessor.load(check_run_folder(run_folder) / PREPROCESSOR_FILE)
+    from ad_core.series_runs import read_run_settings
+
+    if read_run_settings(Path(run_folder)) is not None:
+        refuse_series(SimpleNamespace(series=True))
     source = plan(
         data,
         preprocessor.feature_columns_in_,

@@ -31,6 +31,8 @@ __all__ = [
     "score_comparison_figure",
     "score_histogram_figure",
     "sequence_figure",
+    "series_figure",
+    "stretches",
 ]
 
 COLORS = {
@@ -661,3 +663,152 @@ def rank_shift_figure(
     fig.update_xaxes(title="score percentile", range=[0, 101])
     fig.update_yaxes(title="row", type="category")
     return fig
+
+
+#: most points a series figure draws per line; longer series are reduced (min and max kept)
+SERIES_MAX_POINTS = 20_000
+
+
+def reduce_series(n_points: int, max_points: int = SERIES_MAX_POINTS) -> np.ndarray | None:
+    """Return the positions a long series' plot keeps (None: every point fits).
+
+    The series is cut into ``max_points // 2`` equal buckets and each keeps its first and
+    last position; :func:`series_figure` then draws each bucket's minimum and maximum, so a
+    spike is never averaged away when zoomed out.
+    """
+    if n_points <= max_points:
+        return None
+    return np.linspace(0, n_points, max_points // 2 + 1).astype(np.int64)
+
+
+def _bucket_extremes(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (positions, values): the min and the max of each bucket, in time order."""
+    lo_pos, hi_pos = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        chunk = values[a:b]
+        lo_pos.append(a + int(np.nanargmin(chunk)))
+        hi_pos.append(a + int(np.nanargmax(chunk)))
+    pos = np.sort(np.unique(np.r_[lo_pos, hi_pos]))
+    return pos, values[pos]
+
+
+def series_figure(
+    x: Sequence[Any],
+    values: Mapping[str, np.ndarray],
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    events: Sequence[tuple[int, int]] = (),
+    labelled: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    keys: Sequence[Any] | None = None,
+    x_title: str = "time",
+    title: str = "The series, and each point's anomaly score",
+    height: int = 560,
+    range_slider: bool = True,
+) -> go.Figure:
+    """Return the series over time with the per-point score beneath it.
+
+    ``values``: one array per value column (each on its own axis scale, standardised when
+    there are several, so they share the top panel; the hover shows the raw value).
+    ``events``: flagged stretches (first, last position) shaded on both panels.
+    ``labelled``: stretches the expert labelled, by label name ("anomaly", "normal"), drawn
+    as a band under the score panel. ``keys``: each point's row key, carried as
+    ``customdata`` so a selection on the chart names rows. A range slider under the chart
+    zooms the time axis. Series longer than :data:`SERIES_MAX_POINTS` are reduced to each
+    bucket's extremes (:func:`reduce_series`).
+    """
+    from plotly.subplots import make_subplots
+
+    xs = np.asarray(list(x), dtype=object) if not isinstance(x, np.ndarray) else x
+    s = np.asarray(scores, dtype=np.float64)
+    n = s.size
+    edges = reduce_series(n)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.6, 0.4]
+    )
+    several = len(values) > 1
+    palette = ["#1d4ed8", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#4d7c0f"]
+    for i, (name, raw) in enumerate(values.items()):
+        v = np.asarray(raw, dtype=np.float64)
+        shown = v
+        if several:
+            spread = np.nanstd(v)
+            shown = (v - np.nanmean(v)) / (spread if spread > 0 else 1.0)
+        pos = np.arange(n) if edges is None else _bucket_extremes(shown, edges)[0]
+        fig.add_trace(
+            go.Scattergl(
+                x=xs[pos],
+                y=shown[pos],
+                mode="lines",
+                name=name,
+                line=dict(width=1.2, color=palette[i % len(palette)]),
+                customdata=np.c_[v[pos]] if keys is None else np.c_[np.asarray(keys)[pos], v[pos]],
+                hovertemplate=f"{name}: %{{customdata[{0 if keys is None else 1}]:.4g}}"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    pos = np.arange(n) if edges is None else _bucket_extremes(s, edges)[0]
+    fig.add_trace(
+        go.Scattergl(
+            x=xs[pos],
+            y=s[pos],
+            mode="lines",
+            name="score",
+            line=dict(width=1.2, color=COLORS["normal"]),
+            customdata=None if keys is None else np.asarray(keys)[pos],
+            hovertemplate="score %{y:.4g}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.add_hline(
+        y=float(threshold),
+        line=dict(color=COLORS["threshold"], dash="dash"),
+        annotation_text="threshold",
+        row=2,
+        col=1,
+    )
+    for a, b in events:
+        for row in (1, 2):
+            fig.add_vrect(
+                x0=xs[int(a)],
+                x1=xs[int(b)],
+                fillcolor="rgba(194, 65, 12, 0.18)",
+                line_width=0,
+                layer="below",
+                row=row,
+                col=1,
+            )
+    colours = {"anomaly": COLORS["anomaly"], "normal": COLORS["normal"]}
+    for name, stretches in (labelled or {}).items():
+        for a, b in stretches:
+            fig.add_vrect(
+                x0=xs[int(a)],
+                x1=xs[int(b)],
+                y0=0.0,
+                y1=0.05,
+                fillcolor=colours.get(name, COLORS["unlabelled"]),
+                opacity=0.8,
+                line_width=0,
+                row=2,
+                col=1,
+            )
+    fig.update_yaxes(title_text="value (standardised)" if several else "value", row=1, col=1)
+    fig.update_yaxes(title_text="score", row=2, col=1)
+    fig.update_xaxes(title_text=x_title, row=2, col=1)
+    if range_slider:
+        fig.update_xaxes(rangeslider=dict(visible=True, thickness=0.06), row=2, col=1)
+    fig.update_layout(title=title, height=height, hovermode="x unified", **_LAYOUT)
+    return fig
+
+
+def stretches(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Return the runs of True in ``mask`` as (first, last) positions."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return []
+    d = np.diff(np.r_[0, m.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))

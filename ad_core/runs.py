@@ -364,6 +364,23 @@ def _metrics_on(
     return out
 
 
+@dataclass
+class _Fitted:
+    """What fitting a run produced, before it is saved: the same for rows and for series."""
+
+    det: Any
+    prep: Any
+    scores: np.ndarray  # one per dataset row
+    roles: np.ndarray  # one per dataset row
+    train_rows: np.ndarray  # dataset rows the model trained on (for a series: points covered)
+    X_train: np.ndarray  # the detector's training input (rows or windows)
+    sampled: bool = False
+    #: dataset rows -> the detector's input rows and their feature names (for explanations)
+    explain_input: Callable[[np.ndarray], tuple[np.ndarray, list[str]]] | None = None
+    extra_metrics: dict[str, Any] | None = None
+    save_extra: Callable[[Any], None] | None = None
+
+
 def train_run(
     ws: Workspace,
     run_id: int,
@@ -385,10 +402,12 @@ def train_run(
     and fine-tunes it on the labels (a warm start: ``DeepSAD.fine_tune``, ``params["epochs"]``
     epochs) instead of fitting anew; DataError when that run cannot be continued. On any
     error the run is marked failed (cancelled for FitCancelled) and re-raised.
+
+    A dataset with series settings (:mod:`ad_core.series_runs`, chosen on the Data page) is
+    trained on windows of its points and scored per point; see :func:`_fit_series`.
     """
-    from ad_core import FitCancelled, make_detector
-    from ad_core.data import Preprocessor, Schema, ground_truth, row_keys
-    from ad_core.explain import feature_contributions, reference_stats, top_features
+    from ad_core import FitCancelled
+    from ad_core.data import Schema, ground_truth, row_keys
 
     stage = on_stage or (lambda s: None)
     start = time.perf_counter()
@@ -401,7 +420,6 @@ def train_run(
         keys = row_keys(frame, schema)
         truth = ground_truth(frame, schema)
         params = dict(run.params or {})
-        seed = int(params.get("random_state") or 0)
         if setup is None:
             setup = TrainingSetup.from_dict(ws.get_setting(setup_key(run_id)))
         ws.set_setting(setup_key(run_id), setup.to_dict())
@@ -412,112 +430,24 @@ def train_run(
             and labels is not None
             and get_detector_info(run.detector).uses_labels != "no"
         )
-        roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
-        labelled = (
-            np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
+        series = _run_series(ws, run_id, run)
+        fit = _fit_series if series is not None else _fit_rows
+        fitted = fit(
+            ws,
+            run,
+            frame,
+            schema,
+            setup,
+            labels,
+            truth,
+            learns,
+            params,
+            callback,
+            stage,
+            on_notice,
+            series,
         )
-        candidates = np.flatnonzero(roles == ROLE_TRAIN)
-        sample = _sample_rows(candidates, labelled, seed)
-        sampled = sample.size < candidates.size
-        roles[np.setdiff1d(candidates, sample)] = ROLE_UNUSED
-        train_frame = frame.iloc[sample]
-        if sampled and on_notice is not None:
-            on_notice(
-                f"{candidates.size:,} rows are chosen for training: the model trains on a "
-                f"random sample of {sample.size:,} of them (seed {seed}) and scores all rows."
-            )
-
-        stage("preprocessing")
-        warm = None if setup.warm_from is None else _warm_base(ws, run, setup.warm_from, params)
-        if warm is not None:
-            # The network was trained on the base run's features: keep its preprocessor.
-            prep = warm.preprocessor
-            X_train = prep.transform(train_frame)
-        else:
-            prep = Preprocessor(**(run.preprocessing or {}))
-            X_train = prep.fit_transform(train_frame, schema)
-        y_train = labels[sample] if learns else None
-
-        stage("training")
-        if warm is not None:
-            det = warm.detector
-            det.set_params(**params)
-            det.fine_tune(X_train, y_train, callback=callback)
-        else:
-            det = make_detector(run.detector, **params)
-            det.fit(X_train, y_train, callback=callback)
-
-        stage("scoring every row")
-        scores = score(SavedRun(None, det, prep), frame)
-        # Training rows keep the scores the detector gave them in training: for kNN a row is
-        # not its own neighbour there, so they compare with the rows it never saw.
-        scores[sample] = det.decision_scores_
-        threshold = float(det.threshold_)
-
-        stage("saving")
-        folder = ws.run_dir(run_id)
-        det.save(folder / MODEL_DIR)
-        prep.save(folder / PREPROCESSOR_FILE)
-        reference = reference_stats(X_train)
-        (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict()))
-        np.save(folder / TRAIN_ROWS_FILE, sample, allow_pickle=False)
-        np.save(folder / ROW_ROLES_FILE, roles, allow_pickle=False)
-        ws.save_scores(run_id, keys, scores)
-
-        top = np.argsort(-scores, kind="stable")[:EXPLAIN_TOP_ROWS]
-        contrib = feature_contributions(det, prep.transform(frame.iloc[top]), reference=reference)
-        explained = {
-            "method": contrib.method,
-            "rows": {
-                str(keys[i]): feats
-                for i, feats in zip(
-                    top, top_features(contrib, prep.feature_names_out_, k=3), strict=True
-                )
-            },
-        }
-        (folder / EXPLAIN_FILE).write_text(json.dumps(explained))
-
-        held = np.flatnonzero(roles == ROLE_HELDOUT)
-        metrics: dict[str, Any] = {
-            "threshold": threshold,
-            "n_rows": int(len(frame)),
-            "n_train": int(sample.size),
-            "n_heldout": int(held.size),
-            "train_on": setup.train_on,
-            "holdout": setup.holdout,
-            "n_features": int(X_train.shape[1]),
-            "sampled": bool(sampled),
-        }
-        if labels is not None:
-            metrics["n_labels"] = int(labelled.size)
-            metrics["n_labelled_anomalies"] = int((labels == 1).sum())
-        parent = ws.get_setting(f"run_parent.{run_id}")
-        if parent is not None:
-            metrics["parent_run"] = parent
-        if warm is not None:
-            metrics["warm_from"] = int(setup.warm_from)
-        # The headline figures are on the held-out rows when there are some (the rows the
-        # model never saw), else on every row; "evaluated_on" says which.
-        unlabelled = np.ones(len(frame), dtype=bool) if labels is None else labels == -1
-        eval_rows = held[unlabelled[held]] if held.size else np.flatnonzero(unlabelled)
-        headline = _metrics_on(truth, scores, threshold, eval_rows)
-        if headline is not None:
-            metrics.update({k: v for k, v in headline.items() if k not in ("n_rows",)})
-            metrics["evaluated_on"] = (
-                "unlabelled held-out rows" if held.size else "unlabelled rows (trained on)"
-            )
-            metrics["n_evaluated"] = int(eval_rows.size)
-        on_train = _metrics_on(truth, scores, threshold, sample)
-        if on_train is not None and held.size:
-            metrics["train_auroc"] = on_train["auroc"]
-        ws.finish_run(
-            run_id,
-            metrics,
-            status="done",
-            fit_seconds=time.perf_counter() - start,
-            model_path=folder / MODEL_DIR,
-        )
-        return TrainResult(run_id, scores, threshold, metrics)
+        return _save_run(ws, run_id, frame, keys, truth, labels, setup, fitted, start, stage)
     except FitCancelled:
         ws.finish_run(
             run_id,
@@ -534,6 +464,292 @@ def train_run(
             fit_seconds=time.perf_counter() - start,
         )
         raise
+
+
+def _fit_rows(
+    ws, run, frame, schema, setup, labels, truth, learns, params, callback, stage, on_notice, _
+) -> _Fitted:
+    """Fit a run on the dataset's rows (the rows are the detector's input)."""
+    from ad_core import make_detector
+    from ad_core.data import Preprocessor
+
+    seed = int(params.get("random_state") or 0)
+    roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
+    labelled = np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
+    candidates = np.flatnonzero(roles == ROLE_TRAIN)
+    sample = _sample_rows(candidates, labelled, seed)
+    sampled = sample.size < candidates.size
+    roles[np.setdiff1d(candidates, sample)] = ROLE_UNUSED
+    train_frame = frame.iloc[sample]
+    if sampled and on_notice is not None:
+        on_notice(
+            f"{candidates.size:,} rows are chosen for training: the model trains on a "
+            f"random sample of {sample.size:,} of them (seed {seed}) and scores all rows."
+        )
+
+    stage("preprocessing")
+    warm = None if setup.warm_from is None else _warm_base(ws, run, setup.warm_from, params)
+    if warm is not None:
+        # The network was trained on the base run's features: keep its preprocessor.
+        prep = warm.preprocessor
+        X_train = prep.transform(train_frame)
+    else:
+        prep = Preprocessor(**(run.preprocessing or {}))
+        X_train = prep.fit_transform(train_frame, schema)
+    y_train = labels[sample] if learns else None
+
+    stage("training")
+    if warm is not None:
+        det = warm.detector
+        det.set_params(**params)
+        det.fine_tune(X_train, y_train, callback=callback)
+    else:
+        det = make_detector(run.detector, **params)
+        det.fit(X_train, y_train, callback=callback)
+
+    stage("scoring every row")
+    scores = score(SavedRun(None, det, prep), frame)
+    # Training rows keep the scores the detector gave them in training: for kNN a row is
+    # not its own neighbour there, so they compare with the rows it never saw.
+    scores[sample] = det.decision_scores_
+    return _Fitted(
+        det,
+        prep,
+        scores,
+        roles,
+        sample,
+        X_train,
+        sampled=sampled,
+        explain_input=lambda rows: (prep.transform(frame.iloc[rows]), prep.feature_names_out_),
+        extra_metrics={"warm_from": int(setup.warm_from)} if warm is not None else None,
+    )
+
+
+def _run_series(ws: Workspace, run_id: int, run: Any) -> Any:
+    """Return the series settings of a run: those it recorded, else its dataset's (recorded)."""
+    from ad_core.series_runs import SeriesSettings, load_settings, run_settings_key
+
+    recorded = ws.get_setting(run_settings_key(run_id))
+    if recorded:
+        return SeriesSettings.from_dict(recorded)
+    settings = load_settings(ws, run.dataset_id)
+    ws.set_setting(run_settings_key(run_id), settings.to_dict() if settings else {})
+    return settings
+
+
+def _fit_series(
+    ws,
+    run,
+    frame,
+    schema,
+    setup,
+    labels,
+    truth,
+    learns,
+    params,
+    callback,
+    stage,
+    on_notice,
+    series,
+) -> _Fitted:
+    """Fit a run on windows of a series' points; score every point.
+
+    Each point (dataset row) is preprocessed as a row would be (the preprocessor is fitted
+    on the training points), then windows of ``series.window`` become the detector's rows
+    (:func:`ad_core.series.make_windows`, time-major). A detector reading sequences
+    (seq2seq's ``n_channels``) is told how many numbers each point has. Labels per point
+    become labels per window (:func:`ad_core.series.window_labels`); window scores become
+    point scores by ``series.how`` (:func:`ad_core.series.point_scores`).
+    """
+    import inspect
+
+    from ad_core import make_detector
+    from ad_core.data import Preprocessor
+    from ad_core.detectors import get_detector_class
+    from ad_core.series import make_windows, point_scores, window_labels
+    from ad_core.series_runs import (
+        WINDOW_SCORES_FILE,
+        best_window,
+        read_run_settings,
+        series_points,
+        series_roles,
+        window_feature_names,
+        window_point_range,
+        write_run_settings,
+    )
+
+    points = series_points(frame, series)
+    n = len(points)
+    window = series.window
+    roles, train_windows = series_roles(
+        n,
+        window,
+        train_on=setup.train_on,
+        holdout=setup.holdout,
+        labels=labels,
+        truth=truth,
+        learn_labels=learns,
+    )
+    seed = int(params.get("random_state") or 0)
+    starts, _ = window_point_range(n, window)
+    labelled_windows = (
+        np.flatnonzero(window_labels(labels, window) != -1)
+        if labels is not None
+        else np.zeros(0, dtype=np.int64)
+    )
+    chosen = _sample_rows(train_windows, labelled_windows, seed)
+    sampled = chosen.size < train_windows.size
+    if sampled and on_notice is not None:
+        on_notice(
+            f"{train_windows.size:,} windows are chosen for training: the model trains on a "
+            f"random sample of {chosen.size:,} of them (seed {seed}) and scores every point."
+        )
+    train_points = np.flatnonzero(roles == ROLE_TRAIN)
+
+    stage("preprocessing")
+    warm = None if setup.warm_from is None else _warm_base(ws, run, setup.warm_from, params)
+    if warm is not None:
+        base = read_run_settings(warm.folder)
+        if base is None or base.to_dict() != series.to_dict():
+            raise DataError(
+                f"Run #{setup.warm_from} was trained on other windows than this series now "
+                "has, so its network cannot be continued. Start over (train from scratch)."
+            )
+        prep = warm.preprocessor
+    else:
+        prep = Preprocessor(**(run.preprocessing or {}))
+        prep.fit(frame.iloc[train_points], schema)
+    X_points = prep.transform(frame)
+    windows = make_windows(X_points, window)
+    X_train = windows[chosen]
+    y_train = window_labels(labels, window)[chosen] if learns else None
+    n_channels = int(X_points.shape[1])
+    cls = get_detector_class(run.detector)
+    if "n_channels" in inspect.signature(cls.__init__).parameters:
+        params["n_channels"] = n_channels
+
+    stage("training")
+    if warm is not None:
+        det = warm.detector
+        det.set_params(**params)
+        det.fine_tune(X_train, y_train, callback=callback)
+    else:
+        det = make_detector(run.detector, **params)
+        det.fit(X_train, y_train, callback=callback)
+
+    stage("scoring every point")
+    window_scores = np.empty(len(windows), dtype=np.float64)
+    for lo in range(0, len(windows), SCORE_CHUNK_ROWS):
+        window_scores[lo : lo + SCORE_CHUNK_ROWS] = det.decision_function(
+            windows[lo : lo + SCORE_CHUNK_ROWS]
+        )
+    window_scores[chosen] = det.decision_scores_
+    scores = point_scores(window_scores, n, window, how=series.how)
+    names = window_feature_names(list(prep.feature_names_out_), window.length)
+
+    def explain_input(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        best = [best_window(int(p), window_scores, starts, window.length) for p in rows]
+        return windows[np.asarray(best, dtype=np.int64)], names
+
+    def save_extra(folder: Any) -> None:
+        write_run_settings(folder, series, n_channels)
+        np.save(folder / WINDOW_SCORES_FILE, window_scores, allow_pickle=False)
+
+    extra = {
+        "series": True,
+        "window_length": window.length,
+        "window_stride": window.stride,
+        "n_windows": int(len(windows)),
+        "n_train_windows": int(chosen.size),
+        "n_channels": n_channels,
+    }
+    if warm is not None:
+        extra["warm_from"] = int(setup.warm_from)
+    return _Fitted(
+        det,
+        prep,
+        scores,
+        roles,
+        train_points,
+        X_train,
+        sampled=sampled,
+        explain_input=explain_input,
+        extra_metrics=extra,
+        save_extra=save_extra,
+    )
+
+
+def _save_run(ws, run_id, frame, keys, truth, labels, setup, fitted, start, stage) -> TrainResult:
+    """Save a fitted run's files, measure it and mark it done."""
+    from ad_core.explain import feature_contributions, reference_stats, top_features
+
+    det, scores, roles, sample = fitted.det, fitted.scores, fitted.roles, fitted.train_rows
+    threshold = float(det.threshold_)
+    stage("saving")
+    folder = ws.run_dir(run_id)
+    det.save(folder / MODEL_DIR)
+    fitted.prep.save(folder / PREPROCESSOR_FILE)
+    reference = reference_stats(fitted.X_train)
+    (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict()))
+    np.save(folder / TRAIN_ROWS_FILE, sample, allow_pickle=False)
+    np.save(folder / ROW_ROLES_FILE, roles, allow_pickle=False)
+    if fitted.save_extra is not None:
+        fitted.save_extra(folder)
+    ws.save_scores(run_id, keys, scores)
+
+    top = np.argsort(-scores, kind="stable")[:EXPLAIN_TOP_ROWS]
+    X_top, names = fitted.explain_input(top)
+    contrib = feature_contributions(det, X_top, reference=reference)
+    explained = {
+        "method": contrib.method,
+        "rows": {
+            str(keys[i]): feats
+            for i, feats in zip(top, top_features(contrib, names, k=3), strict=True)
+        },
+    }
+    (folder / EXPLAIN_FILE).write_text(json.dumps(explained))
+
+    labelled = np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, np.int64)
+    held = np.flatnonzero(roles == ROLE_HELDOUT)
+    metrics: dict[str, Any] = {
+        "threshold": threshold,
+        "n_rows": int(len(frame)),
+        "n_train": int(sample.size),
+        "n_heldout": int(held.size),
+        "train_on": setup.train_on,
+        "holdout": setup.holdout,
+        "n_features": int(fitted.X_train.shape[1]),
+        "sampled": bool(fitted.sampled),
+    }
+    if labels is not None:
+        metrics["n_labels"] = int(labelled.size)
+        metrics["n_labelled_anomalies"] = int((labels == 1).sum())
+    parent = ws.get_setting(f"run_parent.{run_id}")
+    if parent is not None:
+        metrics["parent_run"] = parent
+    metrics.update(fitted.extra_metrics or {})
+    # The headline figures are on the held-out rows when there are some (the rows the
+    # model never saw), else on every row; "evaluated_on" says which.
+    unlabelled = np.ones(len(frame), dtype=bool) if labels is None else labels == -1
+    eval_rows = held[unlabelled[held]] if held.size else np.flatnonzero(unlabelled)
+    headline = _metrics_on(truth, scores, threshold, eval_rows)
+    if headline is not None:
+        metrics.update({k: v for k, v in headline.items() if k not in ("n_rows",)})
+        metrics["evaluated_on"] = (
+            "unlabelled held-out rows" if held.size else "unlabelled rows (trained on)"
+        )
+        metrics["n_evaluated"] = int(eval_rows.size)
+    on_train = _metrics_on(truth, scores, threshold, sample)
+    if on_train is not None and held.size:
+        metrics["train_auroc"] = on_train["auroc"]
+    ws.finish_run(
+        run_id,
+        metrics,
+        status="done",
+        fit_seconds=time.perf_counter() - start,
+        model_path=folder / MODEL_DIR,
+    )
+    return TrainResult(run_id, scores, threshold, metrics)
 
 
 #: settings a warm start cannot change: they shape the network it keeps
@@ -593,6 +809,8 @@ class SavedRun:
     folder: Any
     detector: Any
     preprocessor: Any
+    #: the series settings of a run trained on windows (ad_core.series_runs), else None
+    series: Any = None
 
     @property
     def threshold(self) -> float:
@@ -604,10 +822,14 @@ def load_run(folder: Any) -> SavedRun:
     """Return the run saved in ``folder`` (a ``Workspace.run_dir``) by :func:`train_run`."""
     from ad_core.data import Preprocessor
     from ad_core.detectors import load_detector
+    from ad_core.series_runs import read_run_settings
 
     folder = check_run_folder(folder)
     return SavedRun(
-        folder, load_detector(folder / MODEL_DIR), Preprocessor.load(folder / PREPROCESSOR_FILE)
+        folder,
+        load_detector(folder / MODEL_DIR),
+        Preprocessor.load(folder / PREPROCESSOR_FILE),
+        read_run_settings(folder),
     )
 
 
@@ -630,7 +852,13 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
     The run's saved preprocessor turns each chunk into features, so memory stays bounded by
     the chunk. Rows the run trained on score as new rows here (for kNN a row then counts
     itself as a neighbour: the run's stored training scores do not).
+
+    A run trained on a series scores ``frame`` as one series (its rows the points in time
+    order, clean: :func:`ad_core.series_runs.series_points`): every window of it, then a
+    score per point by the run's rule. A DataError says why a frame cannot be one.
     """
+    if run.series is not None:
+        return _score_series(run, frame, chunk_rows)
     out = np.empty(len(frame), dtype=np.float64)
     for lo in range(0, len(frame), int(chunk_rows)):
         chunk = frame.iloc[lo : lo + int(chunk_rows)]
@@ -638,6 +866,20 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
             run.preprocessor.transform(chunk)
         )
     return out
+
+
+def _score_series(run: SavedRun, frame: Any, chunk_rows: int) -> np.ndarray:
+    from ad_core.series import make_windows, point_scores
+    from ad_core.series_runs import series_points
+
+    points = series_points(frame, run.series)
+    windows = make_windows(run.preprocessor.transform(frame), run.series.window)
+    out = np.empty(len(windows), dtype=np.float64)
+    for lo in range(0, len(windows), int(chunk_rows)):
+        out[lo : lo + int(chunk_rows)] = run.detector.decision_function(
+            windows[lo : lo + int(chunk_rows)]
+        )
+    return point_scores(out, len(points), run.series.window, how=run.series.how)
 
 
 # --- which rows to show the expert next, and how far two runs agree --------------------

@@ -112,7 +112,8 @@ def detect_series(frame: pd.DataFrame, schema: Schema) -> SeriesSpec | None:
     still be analysed as a series of ordered rows: build ``SeriesSpec(None, columns)``.
     """
     time_column = schema.timestamp_column
-    values = tuple(c for c in schema.numeric_columns if c in frame.columns)
+    numeric = set(schema.numeric_columns)
+    values = tuple(c for c in frame.columns if c in numeric)  # in the table's order
     if time_column is None or time_column not in frame.columns or not values:
         return None
     shown = ", ".join(f"'{c}'" for c in values[:_SHOWN]) + (" ..." if len(values) > _SHOWN else "")

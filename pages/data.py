@@ -23,6 +23,7 @@ from ad_studio_ui.datasets import (
 )
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link
 from ad_studio_ui.labels import hidden_labels_note
+from ad_studio_ui.series_ui import series_section
 from ad_studio_ui.workspace import dataset_view, get_workspace
 
 CATEGORICAL_MISSING_TEXT = {
@@ -252,6 +253,9 @@ if schema.label_column is not None:
             key=f"normal_{dataset_id}_{version}",
             on_change=guarded(set_normal),
         )
+
+# --- series -------------------------------------------------------------------------------
+series_section(ws, view)
 
 # --- preprocessing -----------------------------------------------------------------------
 st.markdown("**Preprocessing** (used by the next training)")

@@ -19,6 +19,7 @@ from ad_studio_ui.score_views import (
     histogram,
     scores_csv,
 )
+from ad_studio_ui.series_ui import run_series, series_scores_view
 from ad_studio_ui.threshold_component import threshold_histogram
 from ad_studio_ui.workspace import (
     ROLE_HELDOUT,
@@ -187,7 +188,12 @@ if source and source.get("run") == run.id and source.get("threshold") == thresho
 
 explained = explained_rows(run)
 order = run_order(run)
-st.subheader("Flagged rows, highest scores first")
+series = run_series(run)
+if series is not None:
+    series_scores_view(view, run, series, scores, threshold, labels)
+    st.subheader("Flagged points, highest scores first")
+else:
+    st.subheader("Flagged rows, highest scores first")
 if n_flagged == 0:
     st.info("No row is above the threshold. Move the line to the left to flag rows.")
 else:

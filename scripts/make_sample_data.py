@@ -136,6 +136,59 @@ def make_kddcup99(shared: Path, rng: np.random.Generator) -> pd.DataFrame:
     return full.iloc[rows].reset_index(drop=True)
 
 
+SERIES_SEED = 20261201
+SERIES_DAYS = 28
+SERIES_STEP_MINUTES = 5
+
+
+def make_machine_series() -> pd.DataFrame:
+    """Return a synthetic sensor series: 4 weeks of 5-minute readings with 5 labelled faults.
+
+    Written here (seeded) rather than copied from NAB, whose licence keeps it out of
+    sample_data/. A machine's temperature follows a daily cycle (warm by day, cool by night)
+    with slow drift and sensor noise; its fan speed follows the temperature. The faults
+    (``anomaly`` = 1) are of the kinds analysts meet: a spike, a stretch stuck at the day's
+    high during the night (in range, out of context), a burst of noise, a dip, and the fan
+    stopping while the temperature looks normal (a broken dependency between the columns).
+    """
+    rng = np.random.default_rng(SERIES_SEED)
+    per_day = 24 * 60 // SERIES_STEP_MINUTES
+    n = SERIES_DAYS * per_day
+    t = np.arange(n)
+    hour = (t % per_day) * SERIES_STEP_MINUTES / 60.0
+    daily = np.sin(2 * np.pi * (hour - 9.0) / 24.0)
+    drift = np.cumsum(rng.normal(0.0, 0.02, n))
+    temperature = 60.0 + 8.0 * daily + drift + rng.normal(0.0, 0.5, n)
+    fan = 1200.0 + 40.0 * (temperature - 60.0) + rng.normal(0.0, 15.0, n)
+    anomaly = np.zeros(n, dtype=np.int64)
+
+    def at(day: float, hours: float) -> int:
+        return int(round((day * 24 + hours) * 60 / SERIES_STEP_MINUTES))
+
+    spike = slice(at(5, 14), at(5, 14) + 6)
+    temperature[spike] += 14.0
+    stuck = slice(at(11, 2), at(11, 5))  # 3 h at 2-5 am stuck at the day's high
+    temperature[stuck] = 67.5 + rng.normal(0.0, 0.1, stuck.stop - stuck.start)
+    burst = slice(at(16, 10), at(16, 13))
+    temperature[burst] += rng.normal(0.0, 4.0, burst.stop - burst.start)
+    dip = slice(at(21, 18), at(21, 19))
+    temperature[dip] -= 11.0
+    fan_stop = slice(at(25, 12), at(25, 14))
+    fan[fan_stop] = rng.normal(0.0, 5.0, fan_stop.stop - fan_stop.start)
+    for stretch in (spike, stuck, burst, dip, fan_stop):
+        anomaly[stretch] = 1
+    fan[spike] += 40.0 * 14.0  # the fan follows the temperature's spike
+    times = pd.date_range("2026-03-02 00:00", periods=n, freq=f"{SERIES_STEP_MINUTES}min")
+    return pd.DataFrame(
+        {
+            "timestamp": times.strftime("%Y-%m-%d %H:%M"),
+            "temperature": np.round(temperature, 2),
+            "fan_speed": np.round(fan, 0),
+            "anomaly": anomaly,
+        }
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
@@ -147,6 +200,7 @@ def main() -> None:
         "ecg5000.csv": (make_ecg5000(args.shared_data, rng), "%.5g"),
         "cardio.csv": (make_cardio(args.shared_data), "%.6g"),
         "kddcup99.csv": (make_kddcup99(args.shared_data, rng), "%g"),
+        "machine_series.csv": (make_machine_series(), "%.6g"),
     }
     for filename, (frame, float_format) in outputs.items():
         path = args.out / filename

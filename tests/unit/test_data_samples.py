@@ -30,10 +30,13 @@ EXPECTED = {
     "ecg5000": (1000, "label", [1], 0.416, True),
     "cardio": (1831, "label", [0], 0.0961, False),
     "kddcup99": (8000, "label", ["normal."], 0.025, False),
+    "machine_series": (8064, "anomaly", [0], 0.0141, False),
 }
+#: the fewest features each sample preprocesses to (the series has two sensors)
+MIN_FEATURES = {"ecg5000": 140, "cardio": 21, "kddcup99": 20, "machine_series": 2}
 
 
-def test_the_three_sample_sets_are_listed_with_descriptions():
+def test_the_sample_sets_are_listed_with_descriptions():
     infos = {info.name: info for info in list_samples()}
     assert set(infos) == set(EXPECTED)
     for name, info in infos.items():
@@ -66,9 +69,20 @@ def test_every_sample_preprocesses_to_finite_features(name):
     df = load_sample(name)
     schema = sample_schema(name, df)
     X = Preprocessor().fit_transform(df, schema)
-    assert X.shape[0] == len(df) and X.shape[1] >= 20
+    assert X.shape[0] == len(df) and X.shape[1] >= MIN_FEATURES[name]
     assert np.isfinite(X).all()
     assert len(set(row_keys(df, schema))) == len(df)
+
+
+def test_the_machine_series_is_recognised_as_a_series_with_a_daily_window():
+    from ad_core.series_runs import propose
+
+    df = load_sample("machine_series")
+    found = propose(df, sample_schema("machine_series", df))
+    assert found.spec.time_column == "timestamp"
+    assert found.spec.value_columns == ("temperature", "fan_speed")
+    assert found.problems.ok  # regular 5-minute steps, sorted, nothing missing
+    assert abs(found.settings.window.length - 288) <= 3  # one day of 5-minute points
 
 
 def test_ecg5000_rows_are_140_step_heartbeats_keyed_by_beat_id():

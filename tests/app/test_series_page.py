@@ -1,0 +1,129 @@
+"""A sensor series from upload to a labelled event, through the real pages and buttons."""
+
+from __future__ import annotations
+
+import pytest
+
+from ad_core.data.samples import SAMPLE_DIR
+from ad_core.series_runs import load_settings, settings_key
+from ad_core.store import Workspace
+from ad_studio_ui import training
+from ad_studio_ui.apptest import open_page, problems
+
+SERIES_CSV = SAMPLE_DIR / "machine_series.csv"
+
+
+def _upload(app, name: str, data: bytes):
+    app.file_uploader(key="upload").set_value((name, data, "text/csv")).run()
+    assert not problems(app), problems(app)
+    return app
+
+
+def _train(at, detector: str = "autoencoder") -> int:
+    at.selectbox(key="train_detector").set_value(detector).run()
+    at.get("form_submit_button")[0].click().run()
+    assert not problems(at), problems(at)
+    run_id = at.session_state["training_run_id"]
+    job = training.get_job(run_id)
+    assert job.wait(timeout=240) and job.status == "done", job.error
+    at.run()
+    return run_id
+
+
+def test_a_series_from_upload_to_a_labelled_event(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    # The Data page recognises the series and proposes a window from its daily cycle.
+    assert any("analysed as a series" in i.value for i in at.info), [i.value for i in at.info]
+    assert at.toggle(key=f"series_on_{dataset_id}").value
+    ws = Workspace()
+    settings = load_settings(ws, dataset_id)
+    assert settings is not None and settings.value_columns == ("temperature", "fan_speed")
+    assert 280 <= settings.window.length <= 290  # one day of 5-minute points
+    assert any("repeat every" in c.value for c in at.caption)
+
+    at = open_page(at, "train")
+    run_id = _train(at)
+    run = ws.get_run(run_id)
+    assert run.metrics["series"] and run.metrics["n_windows"] > 1000
+
+    at = open_page(at, "scores")
+    assert not problems(at), problems(at)
+    assert any(s.value == "The series over time" for s in at.subheader)
+    assert len(at.get("plotly_chart")) >= 1
+    events = int(next(m.value for m in at.metric if m.label == "Events").replace(",", ""))
+    assert events >= 1
+    hit = next(m.value for m in at.metric if m.label == "True anomaly stretches hit")
+    assert int(hit.split(" of ")[0]) >= 1 and hit.endswith("of 5")
+    table = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
+    assert len(table) == events and {"start", "end", "points", "peak score"} <= set(table.columns)
+
+    # Without a name there is no label, and a sentence says so.
+    at.session_state[f"events_table.{run_id}"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.button(key="event_label_1").click().run()
+    assert any("Annotator" in e.value for e in [*at.error, *at.warning, *at.toast]), (
+        "no name, no label"
+    )
+    assert not ws.labels(dataset_id)
+
+    at.sidebar.text_input(key="annotator").input("ana").run()
+    at.session_state[f"events_table.{run_id}"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.button(key="event_label_1").click().run()
+    assert not problems(at), problems(at)
+    labels = ws.labels(dataset_id)
+    first = table.iloc[0]
+    assert len(labels) == int(first["points"]) and set(labels.values()) == {1}
+    table = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
+    assert table.iloc[0]["your label"] == "anomaly"
+
+    # Undo takes the whole event back.
+    at.button(key="event_undo").click().run()
+    assert not ws.labels(dataset_id)
+
+
+def test_a_series_with_problems_is_fixed_into_a_new_dataset_never_silently(app):
+    lines = SERIES_CSV.read_text().splitlines()
+    header, rows = lines[0], lines[1:600]
+    rows = rows[:100] + rows[100:200][::-1] + rows[200:]  # 100 rows out of order
+    rows[300] = rows[300].split(",")[0] + ",,1000,0"  # a missing temperature
+    at = _upload(app, "messy.csv", ("\n".join([header, *rows]) + "\n").encode())
+    original = at.session_state["dataset_id"]
+    assert any("say what to do" in w.value for w in at.warning)
+    ws = Workspace()
+    assert ws.get_setting(settings_key(original)) is None  # nothing chosen, nothing changed
+    at.get("form_submit_button")[0].click().run()  # sort + interpolate, the defaults
+    assert not problems(at), problems(at)
+    fixed = at.session_state["dataset_id"]
+    assert fixed != original
+    frame = ws.load_dataset_frame(fixed)
+    times = frame["timestamp"].tolist()
+    assert times == sorted(times) and frame["temperature"].notna().all()
+    assert len(frame) == len(rows)
+    assert ws.load_dataset_frame(original)["temperature"].isna().sum() == 1  # untouched
+    assert any("Sorted the rows" in s.value for s in at.success)
+    assert load_settings(ws, fixed) is not None  # the fixed copy is analysed as a series
+
+
+def test_a_series_shorter_than_its_window_is_refused_in_words(app):
+    lines = SERIES_CSV.read_text().splitlines()[:21]
+    app.file_uploader(key="upload").set_value(
+        ("short.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
+    ).run()
+    assert any("too few to analyse in windows" in e.value for e in app.error)
+    assert load_settings(Workspace(), app.session_state["dataset_id"]) is None  # plain rows
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_the_window_form_changes_what_the_next_training_uses(app, how):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    form = [n for n in at.number_input if n.label.startswith("Window length")][0]
+    form.set_value(48)
+    [n for n in at.number_input if n.label.startswith("Stride")][0].set_value(6)
+    [r for r in at.radio if r.label == "A point's score"][0].set_value(how)
+    next(b for b in at.get("form_submit_button") if "Apply window" in b.label).click().run()
+    assert not problems(at), problems(at)
+    settings = load_settings(Workspace(), dataset_id)
+    assert (settings.window.length, settings.window.stride, settings.how) == (48, 6, how)

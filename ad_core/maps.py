@@ -45,7 +45,8 @@ ROLE_WORDS = {
 
 @dataclass(frozen=True)
 class RunMap:
-    """A 2-D map: ``coords[i]`` is the position of dataset row ``rows[i]``."""
+    """A 2-D map: ``coords[i]`` is the position of map unit ``rows[i]`` (a dataset row, or a
+    window of a series run: :func:`map_units`)."""
 
     method: str
     coords: np.ndarray
@@ -78,16 +79,79 @@ def run_codes(ws: Workspace, run_id: int, rows: np.ndarray | None = None) -> np.
     """Return what a map of the run shows of each dataset row (or of each of ``rows``).
 
     The latent codes for a detector with a latent space, else the rows preprocessed as the
-    run was (float32): both from the preprocessor and model saved in the run folder.
+    run was (float32): both from the preprocessor and model saved in the run folder. For a
+    run on a series a point has no code of its own: it gets the code of the highest-scoring
+    window covering it (what the review queue's diversity compares).
     """
+    units = map_units(ws, run_id)
+    if units.kind == "windows":
+        from ad_core.series_runs import best_window
+
+        points = np.arange(units.n_points) if rows is None else np.asarray(rows, dtype=np.int64)
+        best = np.array(
+            [best_window(int(p), units.scores, units.starts, units.length) for p in points],
+            dtype=np.int64,
+        )
+        unique, inverse = np.unique(best, return_inverse=True)
+        return unit_codes(ws, run_id, unique)[inverse]
+    return unit_codes(ws, run_id, rows)
+
+
+@dataclass(frozen=True)
+class MapUnits:
+    """What the points of a run's map are: dataset rows, or the windows of a series run.
+
+    ``roles[u]`` is the role of unit ``u`` in the run (a window is a training window, one
+    reaching into the held-out stretch, or neither). For windows, ``starts`` and ``length``
+    give each window's points and ``scores`` its score.
+    """
+
+    kind: str  # "rows" or "windows"
+    roles: np.ndarray
+    n_points: int
+    starts: np.ndarray | None = None
+    length: int = 1
+    scores: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.roles.size)
+
+
+def map_units(ws: Workspace, run_id: int) -> MapUnits:
+    """Return the units a map of the run shows (see :class:`MapUnits`)."""
+    from ad_core.series import window_starts
+    from ad_core.series_runs import WINDOW_ROLES_FILE, WINDOW_SCORES_FILE, read_run_settings
+
+    run = ws.get_run(run_id)
+    folder = ws.run_dir(run_id)
+    n_rows = ws.get_dataset(run.dataset_id).n_rows
+    series = read_run_settings(folder)
+    if series is None:
+        return MapUnits("rows", saved_row_roles(folder, n_rows), n_rows)
+    starts = window_starts(n_rows, series.window)
+    roles = np.load(folder / WINDOW_ROLES_FILE, allow_pickle=False).astype(np.int8)
+    scores = np.load(folder / WINDOW_SCORES_FILE, allow_pickle=False)
+    return MapUnits("windows", roles, n_rows, starts, series.window.length, scores)
+
+
+def unit_codes(ws: Workspace, run_id: int, units: np.ndarray | None = None) -> np.ndarray:
+    """Return what the map shows of each map unit (or of each of ``units``): see run_codes."""
     from ad_core.data import Preprocessor
+    from ad_core.series_runs import read_run_settings
 
     run = ws.get_run(run_id)
     folder = ws.run_dir(run_id)
     frame = ws.load_dataset_frame(run.dataset_id)
-    X = Preprocessor.load(folder / PREPROCESSOR_FILE).transform(
-        frame if rows is None else frame.iloc[rows]
-    )
+    prep = Preprocessor.load(folder / PREPROCESSOR_FILE)
+    series = read_run_settings(folder)
+    if series is None:
+        X = prep.transform(frame if units is None else frame.iloc[units])
+    else:
+        from ad_core.series import make_windows
+
+        X = make_windows(prep.transform(frame), series.window)
+        X = X if units is None else X[np.asarray(units, dtype=np.int64)]
     if not has_latent(run.detector):
         return X
     from ad_core import load_detector
@@ -137,15 +201,17 @@ def map_available(ws: Workspace, run_id: int, method: str) -> bool:
 def compute_map(ws: Workspace, run_id: int, method: str, Z: np.ndarray | None = None) -> RunMap:
     """Compute a run's 2-D map, save it in the run folder and return it.
 
-    ``Z``: what the map shows of every dataset row (:func:`run_codes`) when the caller has it;
+    ``Z``: what the map shows of every map unit (:func:`unit_codes`: dataset rows, or the
+    windows of a series run) when the caller has it;
     otherwise it is computed from the saved preprocessor and model, for the mapped rows only.
     """
     run = ws.get_run(run_id)
     folder = ws.run_dir(run_id)
-    n_rows = ws.get_dataset(run.dataset_id).n_rows
-    train_rows = np.flatnonzero(saved_row_roles(folder, n_rows) == ROLE_TRAIN)
+    units = map_units(ws, run_id)
+    n_rows = units.n
+    train_rows = np.flatnonzero(units.roles == ROLE_TRAIN)
     rows = map_rows(n_rows, train_rows, method)
-    Z = run_codes(ws, run_id, rows) if Z is None else Z[rows]
+    Z = unit_codes(ws, run_id, rows) if Z is None else Z[rows]
     coords = project(np.asarray(Z, dtype=np.float64), method)
     coords_file, rows_file = map_files(folder, method)
     if rows.size != n_rows:
@@ -237,8 +303,7 @@ def run_holes(ws: Workspace, run_id: int, method: str) -> RunHoles | None:
         raise FileNotFoundError(
             f"Run {run_id} has no {METHODS.get(method, method)} map yet: compute it first."
         )
-    n_rows = ws.get_dataset(ws.get_run(run_id).dataset_id).n_rows
-    return map_holes(rmap, saved_row_roles(ws.run_dir(run_id), n_rows))
+    return map_holes(rmap, map_units(ws, run_id).roles)
 
 
 def _rows_phrase(role: int, n: int) -> str:

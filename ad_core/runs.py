@@ -568,6 +568,7 @@ def _fit_series(
     from ad_core.detectors import get_detector_class
     from ad_core.series import make_windows, point_scores, window_labels
     from ad_core.series_runs import (
+        WINDOW_ROLES_FILE,
         WINDOW_SCORES_FILE,
         best_window,
         read_run_settings,
@@ -575,6 +576,7 @@ def _fit_series(
         series_roles,
         window_feature_names,
         window_point_range,
+        window_roles,
         write_run_settings,
     )
 
@@ -654,6 +656,11 @@ def _fit_series(
     def save_extra(folder: Any) -> None:
         write_run_settings(folder, series, n_channels)
         np.save(folder / WINDOW_SCORES_FILE, window_scores, allow_pickle=False)
+        np.save(
+            folder / WINDOW_ROLES_FILE,
+            window_roles(n, window, roles, chosen),
+            allow_pickle=False,
+        )
 
     extra = {
         "series": True,

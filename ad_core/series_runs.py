@@ -54,6 +54,8 @@ from ad_core.series import (
 WINDOW_FILE = "window.json"
 #: per-window scores of a series run (time order), beside the per-point scores
 WINDOW_SCORES_FILE = "window_scores.npy"
+#: per-window roles of a series run (int8, as ad_core.runs' row roles), for the latent map
+WINDOW_ROLES_FILE = "window_roles.npy"
 #: how window scores become point scores (ad_core.series.point_scores)
 POINT_RULES = {
     "max": "the highest score of the windows covering the point",
@@ -322,6 +324,17 @@ def series_roles(
     return roles, train_windows
 
 
+def window_roles(
+    n_points: int, window: WindowSpec, point_roles: np.ndarray, train_windows: np.ndarray
+) -> np.ndarray:
+    """Return each window's role: trained on, reaching into the held-out stretch, or neither."""
+    starts, ends = window_point_range(n_points, window)
+    roles = np.full(starts.size, _ROLE_UNUSED, dtype=np.int8)
+    roles[np.asarray(point_roles)[ends] == _ROLE_HELDOUT] = _ROLE_HELDOUT
+    roles[np.asarray(train_windows, dtype=np.int64)] = _ROLE_TRAIN
+    return roles
+
+
 def write_run_settings(folder: Path, settings: SeriesSettings, n_channels: int) -> None:
     """Write the series settings a run was trained with into its folder."""
     data = {**settings.to_dict(), "n_channels": int(n_channels)}
@@ -345,6 +358,7 @@ __all__ = [
     "NORMALISATIONS",
     "POINT_RULES",
     "WINDOW_FILE",
+    "WINDOW_ROLES_FILE",
     "WINDOW_SCORES_FILE",
     "SeriesProposal",
     "SeriesSettings",
@@ -361,6 +375,7 @@ __all__ = [
     "settings_key",
     "window_feature_names",
     "window_point_range",
+    "window_roles",
     "window_times",
     "write_run_settings",
 ]

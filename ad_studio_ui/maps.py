@@ -19,6 +19,8 @@ from ad_core import maps
 
 # display_rows and queue_key: pages/label.py and tests/app/test_pages.py import them from here
 from ad_core.maps import RunHoles, RunMap, display_rows, queue_key  # noqa: F401
+from ad_core.series import make_windows
+from ad_core.series_runs import read_run_settings
 from ad_core.store import RunRecord
 from ad_studio_ui.workspace import (
     _readonly,
@@ -26,13 +28,15 @@ from ad_studio_ui.workspace import (
     _run_features,
     _workspace,
     get_workspace,
-    run_row_roles,
 )
 
 
 @st.cache_resource(show_spinner="Computing the latent codes...", max_entries=2)
 def _codes(home: str, run_id: int, dataset_id: str, schema_json: str, latent: bool) -> np.ndarray:
     X = _run_features(home, run_id, dataset_id, schema_json)
+    series = read_run_settings(_workspace(home).run_dir(run_id))
+    if series is not None:  # a series run's map shows its windows
+        X = make_windows(X, series.window)
     if not latent:
         return X
     return _readonly(maps.codes(_run_detector(home, run_id), X))
@@ -144,5 +148,6 @@ def _holes(home: str, run_id: int, method: str, _map: RunMap, roles: np.ndarray)
 def run_holes(run: RunRecord, rmap: RunMap, n_rows: int) -> RunHoles | None:
     """Return the holes of a map and the role of each mapped row, or None without enough
     training rows on the map to find holes among (:func:`ad_core.maps.map_holes`)."""
-    roles = run_row_roles(run, n_rows)
-    return _holes(str(get_workspace().home), int(run.id), rmap.method, rmap, roles)
+    ws = get_workspace()
+    roles = maps.map_units(ws, int(run.id)).roles
+    return _holes(str(ws.home), int(run.id), rmap.method, rmap, roles)

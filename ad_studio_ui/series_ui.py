@@ -429,7 +429,7 @@ def series_scores_view(
         selection_mode="multi-row",
         column_config={"peak score": st.column_config.NumberColumn(format="%.4g")},
     )
-    rows = list(getattr(getattr(picked, "selection", None), "rows", []) or [])
+    rows = list(((picked or {}).get("selection") or {}).get("rows") or [])
     chosen = found.iloc[rows] if rows else found.iloc[:0]
     n_points = int(chosen["length"].sum()) if len(chosen) else 0
     st.caption(
@@ -474,5 +474,86 @@ def series_scores_view(
         "Undo my last label",
         key="event_undo",
         on_click=guarded(lambda: flash("info", undo_last(ws, view.dataset_id, state.annotator()))),
+        width="stretch",
+    )
+
+
+def stretch_around(
+    pos: int, scores: np.ndarray, threshold: float, settings: SeriesSettings
+) -> tuple[int, int, str]:
+    """Return the stretch a queued point belongs to (first, last, what it is).
+
+    A flagged point belongs to its event (flagged points in a row); a point under the
+    threshold to the window-long stretch centred on it, so the expert sees a shape as long
+    as the ones the detector judged.
+    """
+    found = events(scores, threshold)
+    inside = found[(found["start"] <= pos) & (found["end"] >= pos)]
+    if len(inside):
+        a, b = int(inside["start"].iloc[0]), int(inside["end"].iloc[0])
+        return a, b, f"the flagged event it is part of ({b - a + 1:,} points)"
+    half = settings.window.length // 2
+    a = max(0, pos - half)
+    b = min(scores.size - 1, a + settings.window.length - 1)
+    return a, b, f"a window of {b - a + 1:,} points around it (it is not flagged)"
+
+
+def queue_stretch_view(
+    view: DatasetView,
+    settings: SeriesSettings,
+    scores: np.ndarray,
+    threshold: float,
+    labels: np.ndarray,
+    pos: int,
+    key_scheme: str,
+) -> None:
+    """Render a queued point of a series: its stretch with context, and buttons to label it."""
+    ws = get_workspace()
+    a, b, what = stretch_around(pos, scores, threshold, settings)
+    context = max(b - a + 1, settings.window.length)
+    lo, hi = max(0, a - context), min(scores.size - 1, b + context)
+    times = series_times(view, settings)
+    part = slice(lo, hi + 1)
+    fig = series_figure(
+        times[part],
+        {c: view.frame[c].to_numpy(dtype=np.float64)[part] for c in settings.value_columns},
+        scores[part],
+        threshold,
+        events=[(a - lo, b - lo)],
+        labelled={
+            "anomaly": stretches(labels[part] == 1),
+            "normal": stretches(labels[part] == 0),
+        },
+        x_title=settings.time_column or "point",
+        title=f"Point {view.keys[pos]}: {what}, shaded, with {context:,} points either side",
+        height=420,
+        range_slider=False,
+    )
+    st.plotly_chart(fig, key="review_stretch_plot")
+
+    def give(label: int) -> None:
+        n = label_rows(
+            ws,
+            view.dataset_id,
+            view.keys[a : b + 1].tolist(),
+            label,
+            state.annotator(),
+            key_scheme=key_scheme,
+        )
+        what_label = {1: "anomalous", 0: "normal"}[label]
+        flash("success", f"Labelled the stretch ({n:,} points) {what_label}.")
+
+    c = st.columns(2)
+    c[0].button(
+        f"Label the stretch normal ({b - a + 1:,} points)",
+        key="review_stretch_normal",
+        on_click=guarded(give, 0),
+        width="stretch",
+    )
+    c[1].button(
+        f"Label the stretch anomalous ({b - a + 1:,} points)",
+        key="review_stretch_anomaly",
+        on_click=guarded(give, 1),
+        type="primary",
         width="stretch",
     )

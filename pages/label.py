@@ -45,6 +45,7 @@ from ad_studio_ui.labels import (
 )
 from ad_studio_ui.maps import queue_key
 from ad_studio_ui.review import queue_codes, typical_ranges
+from ad_studio_ui.series_ui import queue_stretch_view, run_series
 from ad_studio_ui.training import get_job, run_setup, start_training
 from ad_studio_ui.workspace import (
     get_workspace,
@@ -175,6 +176,7 @@ run = require_run()
 scores = run_scores(run)
 threshold = state.current_threshold(run, scores)
 order = run_order(run)
+series = run_series(run)
 st.caption(
     f"{run_title(run)} · "
     + (f"labelling as **{who}** (change it in the sidebar)" if who else "no name given yet")
@@ -343,9 +345,11 @@ else:
         width="stretch",
         help="Undo your last label (shortcut: U)",
     )
-    typical = typical_ranges(view, run, scores, labels)
+    typical = {"columns": []} if series is not None else typical_ranges(view, run, scores, labels)
     columns = typical["columns"]
-    if columns:
+    if series is not None:
+        queue_stretch_view(view, series, scores, threshold, labels, pos, scheme)
+    elif columns:
         values = view.frame.iloc[pos][columns].to_numpy(dtype=np.float64)
         basis = typical["basis"].split("|")[0]
         if view.is_sequence:

@@ -2,19 +2,25 @@
 
 import time
 
+import numpy as np
 import streamlit as st
 
+from ad_core import maps as core_maps
 from ad_core.maps import METHODS, display_rows, hole_message, queue_key
 from ad_core.plots import latent_map_figure
 from ad_core.runs import percentiles
+from ad_core.series import window_labels
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
 from ad_studio_ui.labels import label_rows, selected_row_keys, view_key_scheme
 from ad_studio_ui.maps import map_available, map_job, run_holes, run_map, start_map_job
+from ad_studio_ui.series_ui import run_series, series_times
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
 MAX_POINTS = 15_000
+#: customdata of a window's point on the map of a series run
+WINDOW_KEY = "window "
 inside_app()
 ws = get_workspace()
 st.title("Latent space")
@@ -24,6 +30,22 @@ scores = run_scores(run)
 threshold = state.current_threshold(run, scores)
 labels = label_array(view)
 st.caption(run_title(run))
+series = run_series(run)
+if series is None:  # the map's points are the dataset's rows
+    unit_scores, unit_labels, unit_truth, unit_keys = scores, labels, view.truth, view.keys
+    unit_word = "rows"
+else:  # the map's points are the windows the detector saw
+    units = core_maps.map_units(ws, run.id)
+    unit_scores = units.scores
+    unit_labels = window_labels(labels, series.window)
+    unit_truth = None if view.truth is None else window_labels(view.truth, series.window)
+    unit_keys = np.array([f"{WINDOW_KEY}{w}" for w in range(units.n)], dtype=object)
+    unit_times = series_times(view, series)[units.starts]
+    unit_word = "windows"
+    st.caption(
+        f"A series: each point of the map is a window of {series.window.length:,} points "
+        "(labels and ground truth per window: anomalous when a point in it is)."
+    )
 
 c1, c2, c3 = st.columns([1, 2, 1])
 method = c1.radio(
@@ -35,8 +57,10 @@ method = c1.radio(
     help="PCA is immediate. UMAP keeps neighbourhoods better; it takes a while the first time "
     "and is then saved with the run.",
 )
-color_options = ["score", "flag", "your labels"] + (
-    ["ground truth"] if view.truth is not None else []
+color_options = (
+    ["score", "flag", "your labels"]
+    + (["ground truth"] if unit_truth is not None else [])
+    + (["time"] if series is not None else [])
 )
 color_by = c2.radio("Colour by", color_options, horizontal=True, key="latent_color")
 show_holes = c3.toggle("Shade holes", value=True, key="latent_holes")
@@ -85,34 +109,43 @@ if show_holes:
         hole_problem = f"Holes could not be looked for on this map: {exc}"
 holes = None if found is None else found.holes.to_dict(points=False)
 in_hole = None if found is None else found.in_hole
-flag_rows = flag(scores[rows], threshold)
-label_rows_map = labels[rows]
+flag_rows = flag(unit_scores[rows], threshold)
+label_rows_map = unit_labels[rows]
 priority = flag_rows | (label_rows_map != -1)
 if in_hole is not None:
     priority |= in_hole
 shown = display_rows(rows.size, priority, max_points=MAX_POINTS)
 if shown.size < rows.size:
     st.caption(
-        f"Showing {shown.size:,} of {rows.size:,} mapped rows: every flagged, labelled and "
-        "in-hole row, and a random sample of the others."
+        f"Showing {shown.size:,} of {rows.size:,} mapped {unit_word}: every flagged, labelled "
+        "and in-hole one, and a random sample of the others."
     )
 if rmap.source != "latent codes":
     st.caption("This detector has no latent space: the map shows the preprocessed features.")
 
 pos = rows[shown]
-keys = view.keys[pos]
+keys = unit_keys[pos]
+color_title = "score<br>percentile"
 if color_by == "score":
-    color, kind = percentiles(scores, pos), "score"
+    color, kind = percentiles(unit_scores, pos), "score"
 elif color_by == "flag":
     color, kind = flag_rows[shown].astype(int), "flag"
 elif color_by == "your labels":
-    color, kind = labels[pos], "label"
+    color, kind = unit_labels[pos], "label"
+elif color_by == "time":
+    color, kind, color_title = pos.astype(np.float64), "score", "window<br>number"
 else:
-    color, kind = view.truth[pos], "label"
-hover = [
-    f"row {k}<br>score {s:.4g}<br>label {lab}"
-    for k, s, lab in zip(keys, scores[pos], labels[pos], strict=True)
-]
+    color, kind = unit_truth[pos], "label"
+if series is None:
+    hover = [
+        f"row {k}<br>score {s:.4g}<br>label {lab}"
+        for k, s, lab in zip(keys, scores[pos], labels[pos], strict=True)
+    ]
+else:
+    hover = [
+        f"window from {t}<br>score {s:.4g}<br>label {lab}"
+        for t, s, lab in zip(unit_times[pos], unit_scores[pos], unit_labels[pos], strict=True)
+    ]
 fig = latent_map_figure(
     rmap.coords[shown],
     keys,
@@ -122,9 +155,9 @@ fig = latent_map_figure(
     holes=holes,
     in_hole=None if in_hole is None else in_hole[shown],
     axis_names=(f"{METHODS[method]} 1", f"{METHODS[method]} 2"),
-    color_title="score<br>percentile",
+    color_title=color_title,
 )
-st.caption(f"{METHODS[method]} of the {rmap.source}, {rows.size:,} rows.")
+st.caption(f"{METHODS[method]} of the {rmap.source}, {rows.size:,} {unit_word}.")
 map_key = f"latent_map_{run.id}_{method}"
 event = st.plotly_chart(
     fig,
@@ -133,17 +166,33 @@ event = st.plotly_chart(
     selection_mode=("box", "lasso"),
     config={"displaylogo": False},
 )
-selected = selected_row_keys(event.selection if event else None)
+selected = selected_row_keys((event or {}).get("selection"))
 
 # --- label the selection ------------------------------------------------------------------
-st.markdown("**Label the selected rows** (draw a box or a lasso on the map)")
+st.markdown(
+    "**Label the selected rows** (draw a box or a lasso on the map)"
+    if series is None
+    else "**Label the points of the selected windows** (draw a box or a lasso on the map)"
+)
+
+
+def point_keys(selected_keys: list[str]) -> list[str]:
+    """Return the row keys a selection names: rows, or every point of the selected windows."""
+    if series is None:
+        return selected_keys
+    picked = [int(k[len(WINDOW_KEY) :]) for k in selected_keys if k.startswith(WINDOW_KEY)]
+    out: dict[str, None] = {}
+    for w in picked:
+        start = int(units.starts[w])
+        out.update(dict.fromkeys(view.keys[start : start + units.length].tolist()))
+    return list(out)
 
 
 def label_selection(label: int) -> None:
     # Read the selection when the button is pressed, not when this script last ran: a newer
     # lasso may have replaced it since, and the label must go to what the user sees selected.
     chart_state = st.session_state.get(map_key) or {}
-    keys_ = selected_row_keys(chart_state.get("selection"))
+    keys_ = point_keys(selected_row_keys(chart_state.get("selection")))
     n = label_rows(
         ws, view.dataset_id, keys_, label, state.annotator(), key_scheme=view_key_scheme(ws, view)
     )
@@ -152,7 +201,7 @@ def label_selection(label: int) -> None:
 
 
 b = st.columns([2, 1, 1, 1])
-b[0].metric("Selected rows", f"{len(selected):,}")
+b[0].metric(f"Selected {unit_word}", f"{len(selected):,}")
 b[1].button(
     "Label normal",
     key="map_label_normal",
@@ -185,7 +234,16 @@ if show_holes:
             "few of them."
         )
     else:
-        hole_keys = view.keys[rows[in_hole]].tolist()
+        if series is None:
+            hole_keys = view.keys[rows[in_hole]].tolist()
+        else:  # each window in a hole is reviewed at its highest-scoring point
+            hole_keys = [
+                view.keys[
+                    int(units.starts[w]) + int(np.argmax(scores[units.starts[w] :][: units.length]))
+                ]
+                for w in rows[in_hole]
+            ]
+            hole_keys = list(dict.fromkeys(hole_keys))
         st.markdown(hole_message(found))
 
         def send_holes() -> None:

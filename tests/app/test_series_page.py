@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ad_core.data.samples import SAMPLE_DIR
@@ -127,3 +128,59 @@ def test_the_window_form_changes_what_the_next_training_uses(app, how):
     assert not problems(at), problems(at)
     settings = load_settings(Workspace(), dataset_id)
     assert (settings.window.length, settings.window.stride, settings.how) == (48, 6, how)
+
+
+def test_the_latent_map_of_a_series_shows_windows_coloured_by_time_and_labels_their_points(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    at = open_page(at, "train")
+    run_id = _train(at, "autoencoder")
+    n_windows = Workspace().get_run(run_id).metrics["n_windows"]
+    at.sidebar.text_input(key="annotator").input("ana").run()
+    at = open_page(at, "latent")
+    assert not problems(at), problems(at)
+    assert any(f"{n_windows:,} windows" in c.value for c in at.caption)
+    at.radio(key="latent_color").set_value("time").run()
+    assert not problems(at), problems(at)
+    map_key = f"latent_map_{run_id}_pca"
+    at.session_state[map_key] = {
+        "selection": {
+            "points": [{"customdata": "window 10"}, {"customdata": "window 11"}],
+            "point_indices": [],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.run()
+    assert not problems(at), problems(at)
+    at.button(key="map_label_anomaly").click().run()
+    assert not problems(at), problems(at)
+    labels = Workspace().labels(dataset_id)
+    settings = load_settings(Workspace(), dataset_id)
+    stride, length = settings.window.stride, settings.window.length
+    # windows 10 and 11 cover points 10*stride .. 11*stride + length - 1
+    assert len(labels) == stride + length and set(labels.values()) == {1}
+
+
+def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    at = open_page(at, "train")
+    run_id = _train(at, "autoencoder")
+    at.sidebar.text_input(key="annotator").input("ana").run()
+    at = open_page(at, "label")
+    at.radio(key="queue_mode").set_value("highest").run()
+    assert not problems(at), problems(at)
+    chart = at.get("plotly_chart")
+    assert chart, "the queued point is shown in its stretch of the series"
+    button = at.button(key="review_stretch_anomaly")
+    n = int(button.label.split("(")[1].split(" ")[0].replace(",", ""))
+    button.click().run()
+    assert not problems(at), problems(at)
+    labels = Workspace().labels(dataset_id)
+    assert len(labels) == n and set(labels.values()) == {1}
+    # The highest-scoring point was flagged, so its stretch is its whole event.
+    scores = Workspace().load_scores(run_id)["score"].to_numpy()
+    top = int(np.argmax(scores))
+    keys = Workspace().load_scores(run_id)["row_key"].astype(str).tolist()
+    assert labels.get(keys[top]) == 1

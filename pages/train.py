@@ -4,6 +4,7 @@ import streamlit as st
 
 from ad_core import get_detector_info, list_detectors
 from ad_core.runs import DEFAULT_HOLDOUT, TRAIN_ON, TrainingSetup
+from ad_core.series_runs import load_settings
 from ad_studio_ui import state
 from ad_studio_ui.forms import (
     APP_RANDOM_STATE,
@@ -76,6 +77,21 @@ if view.n_rows > MAX_TRAIN_ROWS:
         "every row."
     )
 
+series = load_settings(ws, view.dataset_id)
+if series is not None:
+    st.info(
+        f"This dataset is analysed as a series: the detector trains on {series.describe()} "
+        "(change it on the Data page). A held-out share is the last stretch of the series, "
+        "so the model is judged on time it has not seen."
+        + (
+            f" {info.title} reads each window as a sequence of "
+            f"{len(series.value_columns)} value(s) per step."
+            if any(p.name == "n_channels" for p in info.params)
+            else ""
+        ),
+        icon=":material/timeline:",
+    )
+
 truth = view.truth
 has_truth = truth is not None and bool((truth == 1).any() and (truth == 0).any())
 if has_truth:
@@ -133,8 +149,9 @@ with st.form("train_form"):
     holdout_on = t2.checkbox(
         "Hold out rows for evaluation",
         key=state.kept_widget(f"train_holdout_on.{view.dataset_id}", has_truth),
-        help="A seeded, stratified share of the rows that the model never sees; the Scores "
-        "page reports its figures on them. Rows you labelled are never held out.",
+        help="A seeded, stratified share of the rows that the model never sees (for a "
+        "series: its last stretch); the Scores page reports its figures on them. Rows you "
+        "labelled are never held out.",
     )
     holdout = t2.number_input(
         "Held-out share",

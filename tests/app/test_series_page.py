@@ -42,6 +42,8 @@ def test_a_series_from_upload_to_a_labelled_event(app):
     assert settings is not None and settings.value_columns == ("temperature", "fan_speed")
     assert 280 <= settings.window.length <= 290  # one day of 5-minute points
     assert any("repeat every" in c.value for c in at.caption)
+    at = open_page(at, "train")
+    assert any("analysed as a series" in i.value for i in at.info)
 
     at = open_page(at, "train")
     run_id = _train(at)
@@ -184,3 +186,15 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     top = int(np.argmax(scores))
     keys = Workspace().load_scores(run_id)["row_key"].astype(str).tolist()
     assert labels.get(keys[top]) == 1
+
+
+def test_turning_the_series_off_trains_on_unrelated_rows(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    at.toggle(key=f"series_on_{dataset_id}").set_value(False).run()
+    assert load_settings(Workspace(), dataset_id) is None
+    assert any("analysed one by one" in c.value for c in at.caption)
+    at = open_page(at, "train")
+    assert not any("analysed as a series" in i.value for i in at.info)
+    run_id = _train(at, "pca")
+    assert "series" not in Workspace().get_run(run_id).metrics

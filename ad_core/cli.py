@@ -160,6 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise CliError(f"The labels file {args.labels}: {exc}") from None
+    if args.series or args.window is not None:
+        _choose_series(ws, dataset_id, frame, schema, args)
     labels = ws.label_array(dataset_id, keys)
     n_labels = int((labels != -1).sum())
     if n_labels:
@@ -195,6 +197,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"threshold {result.threshold:.6g}")
     print(f"folder {ws.run_dir(run_id)}")
     return 0
+
+
+def _choose_series(ws: Any, dataset_id: str, frame: Any, schema: Any, args: Any) -> None:
+    """Store the series settings ``--series`` / ``--window`` / ``--stride`` ask for."""
+    from ad_core.series import WindowSpec, window_starts
+    from ad_core.series_runs import SeriesSettings, propose, save_settings
+
+    found = propose(frame, schema)
+    if found.spec is None:
+        raise CliError(
+            f"{args.data} is not a series: it needs a timestamp column and a numeric column "
+            "(give a column the role 'timestamp' in the app's Data page)."
+        )
+    if found.blocking:
+        raise CliError(
+            "The series cannot be cut into windows as it is: "
+            + " ".join(found.problems.messages(found.blocking))
+            + " Fix it on the app's Data page, or with ad_core.series.fix_series."
+        )
+    proposed = found.settings
+    if proposed is None and args.window is None:
+        raise CliError(f"{found.error} Give the window length with --window.")
+    if args.window is None and args.stride is None and args.normalise == "none":
+        window = proposed.window
+        print(f"note: {window.reason}", file=sys.stderr)
+    else:
+        # A length of your own starts a window at every point unless --stride says otherwise.
+        length = proposed.window.length if args.window is None else args.window
+        stride = args.stride or (proposed.window.stride if args.window is None else 1)
+        try:
+            window = WindowSpec(length, stride, args.normalise, "chosen on the command line")
+            window_starts(len(frame), window)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    settings = SeriesSettings(
+        found.spec.time_column, found.spec.value_columns, window, args.point_score
+    )
+    save_settings(ws, dataset_id, settings)
+    print(f"series: {settings.describe()}", file=sys.stderr)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -359,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "example:\n"
             "  ad-studio train sample_data/cardio.csv --detector autoencoder \\\n"
-            "      --set epochs=20 --set hidden_dims=[64,32] --holdout 0.3\n\n"
+            "      --set epochs=20 --set hidden_dims=[64,32] --holdout 0.3\n"
+            "  ad-studio train sample_data/machine_series.csv --detector pca --series\n\n"
             "--labels FILE is a CSV with columns row_key,label (0 normal, 1 anomaly); the\n"
             "labels are stored with the dataset, as if given in the app, and the run trains\n"
             "with all the dataset's labels."
@@ -388,6 +430,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SHARE",
         help="share of rows held out for evaluation (default 0.3 with ground truth, else 0)",
+    )
+    series = train.add_argument_group(
+        "series", "analyse a table with a timestamp column as a series, in sliding windows"
+    )
+    series.add_argument(
+        "--series",
+        action="store_true",
+        help="windows of consecutive points (length proposed from the data's period)",
+    )
+    series.add_argument("--window", type=int, metavar="N", help="window length in points")
+    series.add_argument("--stride", type=int, metavar="N", help="a new window every N points")
+    series.add_argument(
+        "--normalise",
+        choices=("none", "demean", "zscore"),
+        default="none",
+        help="per-window normalisation (default none)",
+    )
+    series.add_argument(
+        "--point-score",
+        choices=("max", "mean"),
+        default="max",
+        help="a point's score: the max (default) or mean over the windows covering it",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

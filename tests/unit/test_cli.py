@@ -196,3 +196,34 @@ def test_python_m_ad_core_help():
     )
     assert done.returncode == 0, done.stderr
     assert "ad-studio train" in done.stdout
+
+
+def test_train_series_windows_a_series_and_says_how(capsys):
+    series = REPO / "sample_data" / "machine_series.csv"
+    code = cli.main(["train", str(series), "--detector", "pca", "--series", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "series: windows of 287 points, a new one every 4" in out.err
+    assert "repeat every 287 points" in out.err
+    run_id = int(out.out.split()[1].rstrip(":"))
+    from ad_core.store import Workspace
+
+    metrics = Workspace().get_run(run_id).metrics
+    assert metrics["series"] and metrics["window_length"] == 287 and metrics["n_windows"] > 1000
+
+
+def test_train_series_with_a_window_of_your_own_and_refusals(tmp_path, capsys):
+    series = REPO / "sample_data" / "machine_series.csv"
+    args = ["train", str(series), "--detector", "pca", "--quiet", "--window"]
+    assert cli.main([*args, "48", "--point-score", "mean"]) == 0
+    assert "windows of 48 points, a new one every 1;" in capsys.readouterr().err
+    assert cli.main([*args, "100000"]) == 1
+    assert "fewer than one window" in capsys.readouterr().err
+    assert cli.main(["train", str(CARDIO), "--detector", "pca", "--series", "--quiet"]) == 1
+    assert "is not a series" in capsys.readouterr().err
+    messy = tmp_path / "messy.csv"
+    lines = series.read_text().splitlines()
+    messy.write_text("\n".join([lines[0], *lines[1:50][::-1], *lines[50:200]]) + "\n")
+    assert cli.main(["train", str(messy), "--detector", "pca", "--series", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be cut into windows" in err and "fix_series" in err

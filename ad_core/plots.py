@@ -24,6 +24,7 @@ __all__ = [
     "group_labels",
     "histogram_data",
     "latent_map_figure",
+    "learning_curve_figure",
     "loss_curve_figure",
     "pr_figure",
     "rank_shift_figure",
@@ -812,3 +813,37 @@ def stretches(mask: np.ndarray) -> list[tuple[int, int]]:
     d = np.diff(np.r_[0, m.astype(np.int8), 0])
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def learning_curve_figure(points: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Return AUROC and AUPRC against the labels a run trained with, one point per run.
+
+    ``points``: :func:`ad_core.runs.learning_curve` (keys run, n_labels, auroc, auprc).
+    """
+    fig = go.Figure()
+    x = [p["n_labels"] for p in points]
+    text = [f"#{p['run']}" for p in points]
+    for name in ("auroc", "auprc"):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[p[name] for p in points],
+                mode="lines+markers+text",
+                text=text if name == "auroc" else None,
+                textposition="top center",
+                name=name.upper(),
+                customdata=[p["run"] for p in points],
+                hovertemplate="run #%{customdata}: %{y:.3f} with %{x} labels<extra>"
+                + name.upper()
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis_title="labels the run trained with",
+        yaxis_title="on the ground truth",
+        yaxis_range=[0, 1.05],
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig

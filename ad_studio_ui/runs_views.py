@@ -121,35 +121,3 @@ def loop_curve_table(points: list[dict[str, Any]]) -> pd.DataFrame:
             "AUPRC": [round(p["auprc"], 4) for p in points],
         }
     )
-
-
-def loop_curve_figure(points: list[dict[str, Any]]) -> Any:
-    """Return the Plotly figure of AUROC and AUPRC against the labels, one point per run."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    x = [p["n_labels"] for p in points]
-    text = [f"#{p['run']}" for p in points]
-    for name in ("auroc", "auprc"):
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[p[name] for p in points],
-                mode="lines+markers+text",
-                text=text if name == "auroc" else None,
-                textposition="top center",
-                name=name.upper(),
-                customdata=[p["run"] for p in points],
-                hovertemplate="run #%{customdata}: %{y:.3f} with %{x} labels<extra>"
-                + name.upper()
-                + "</extra>",
-            )
-        )
-    fig.update_layout(
-        xaxis_title="labels the run trained with",
-        yaxis_title="on the ground truth",
-        yaxis_range=[0, 1.05],
-        height=320,
-        margin=dict(l=10, r=10, t=30, b=10),
-    )
-    return fig

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from ad_core import get_detector_info
+from ad_core import get_detector_info, list_detectors
 from ad_core.detectors.deep_sad import FINE_TUNE_EPOCHS
 from ad_core.metrics import auroc
 from ad_core.plots import (
@@ -398,15 +398,30 @@ else:
 
 # --- retrain ------------------------------------------------------------------------------
 st.divider()
-st.subheader("Retrain with labels (Deep SAD)")
-sad = get_detector_info("deep_sad")
+st.subheader("Retrain with labels")
+# Every detector that learns from labelled anomalies and normal rows, Deep SAD first.
+retrainers = [d.name for d in list_detectors() if d.uses_labels == "both"]
+retrainers.sort(key="deep_sad".__ne__)
+retrainer = st.radio(
+    "Retrain with",
+    retrainers,
+    format_func=lambda n: get_detector_info(n).title,
+    horizontal=True,
+    key="retrain_detector",
+    help="Deep SAD: a network pulled towards a centre by normal rows and pushed away by "
+    "labelled anomalies; keeps a latent space for the map and can fine-tune in seconds. "
+    "XGBOD: boosted trees on the features and the scores of unsupervised detectors, learnt "
+    "from your labels; in the benchmarks it ranks better once there are labels "
+    "(benchmarks/loop.md, benchmarks/semi.md).",
+)
+sad = get_detector_info(retrainer)
 st.caption(sad.description)
 base_setup = run_setup(ws, run.id)
-# Start from the base run's settings: all of them when it is a Deep SAD run, else every
-# setting Deep SAD shares with it (epochs, widths, seed, contamination, ...).
+# Start from the base run's settings: all of them when it is a run of the same detector, else
+# every setting the retrainer shares with it (epochs, widths, seed, contamination, ...).
 sad_names = {p.name for p in sad.params}
 base_params = {k: v for k, v in (run.params or {}).items() if k in sad_names}
-can_continue = run.detector == "deep_sad"
+can_continue = run.detector == retrainer == "deep_sad"
 # A warm run's own base (while it exists), else the run itself: each warm retrain fine-tunes
 # the network the last full training made, with every label so far (in the loop benchmark
 # fine-tunes of fine-tunes did worse; benchmarks/loop.md).
@@ -450,7 +465,7 @@ with st.form("retrain_form"):
             else ""
         )
         + f"Settings start from run #{run.id}'s"
-        + ("" if run.detector == "deep_sad" else " where Deep SAD has them")
+        + ("" if run.detector == retrainer else f" where {sad.title} has them")
         + f"; it trains on the same rows ({TRAIN_ON[base_setup.train_on].lower()}"
         + (
             f", {base_setup.holdout:.0%} held out for evaluation"
@@ -481,7 +496,7 @@ if submitted and not busy:
         job = start_training(
             ws,
             view.dataset_id,
-            "deep_sad",
+            retrainer,
             {**base_params, **params} if warm else params,
             run.preprocessing or state.preprocessing_choices(view.dataset_id),
             labels=labels,
@@ -528,7 +543,8 @@ if differs:
     if "detector" in differs:
         st.caption(
             "The detector changed too, so the change below is not the labels' alone: it is "
-            "what Deep SAD with your labels does compared with the run it started from."
+            f"what {get_detector_info(run.detector).title} with your labels does compared "
+            "with the run it started from."
         )
 else:
     st.markdown("**Same settings as before**: only the labels differ.")

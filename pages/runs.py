@@ -4,14 +4,13 @@ from functools import partial
 
 import streamlit as st
 
-from ad_core.plots import score_comparison_figure
+from ad_core.plots import learning_curve_figure, score_comparison_figure
 from ad_core.runs import agreement
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset
 from ad_studio_ui.runs_views import (
     export_zip,
     loop_curve,
-    loop_curve_figure,
     loop_curve_table,
     runs_table,
     settings_diff,
@@ -133,7 +132,7 @@ elif picked.status == "done":
             "Label page adds a point here: the AUROC on the ground truth after it."
         )
     else:
-        st.plotly_chart(loop_curve_figure(points), key="loop_curve")
+        st.plotly_chart(learning_curve_figure(points), key="loop_curve")
         st.dataframe(loop_curve_table(points), hide_index=True, key="loop_curve_table")
         st.caption(
             f"Run #{points[0]['run']} and the {len(points) - 1} retrain(s) that led to run "

@@ -85,3 +85,44 @@ def test_thinned_flagged_counts_are_exact_at_their_points():
 def test_histogram_data_is_plain_json():
     data = histogram_data(heavy_tailed(500), np.r_[np.zeros(490), np.ones(10)].astype(int))
     assert json.loads(json.dumps(data, allow_nan=False)) == data
+
+
+def test_learning_curve_figure_plots_auroc_and_auprc_against_labels():
+    from ad_core.plots import learning_curve_figure
+
+    points = [
+        {"run": 1, "n_labels": 0, "auroc": 0.7, "auprc": 0.3},
+        {"run": 4, "n_labels": 20, "auroc": 0.85, "auprc": 0.5},
+    ]
+    fig = learning_curve_figure(points)
+    auroc_trace, auprc_trace = fig.data
+    assert list(auroc_trace.x) == [0, 20] and list(auroc_trace.y) == [0.7, 0.85]
+    assert list(auprc_trace.y) == [0.3, 0.5] and list(auroc_trace.text) == ["#1", "#4"]
+
+
+def test_series_figure_shades_events_and_keeps_a_spike_when_reduced():
+    from ad_core.plots import SERIES_MAX_POINTS, series_figure, stretches
+
+    n = SERIES_MAX_POINTS * 5
+    x = np.arange(n)
+    values = np.sin(x / 50.0)
+    values[77_777] = 40.0  # one spike in 100k points
+    scores = np.abs(values)
+    fig = series_figure(x, {"v": values}, scores, 5.0, events=[(77_770, 77_790)])
+    line, score = fig.data
+    assert len(line.x) <= SERIES_MAX_POINTS + 2 and 77_777 in set(line.x)
+    assert max(line.y) == 40.0 and max(score.y) == 40.0
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 2  # the event on both panels
+    assert fig.layout.xaxis2.rangeslider.visible
+    assert stretches(np.array([0, 1, 1, 0, 1], dtype=bool)) == [(1, 2), (4, 4)]
+
+
+def test_series_figure_standardises_several_columns_and_keeps_raw_values_in_hover():
+    from ad_core.plots import series_figure
+
+    x = np.arange(100)
+    fig = series_figure(x, {"a": x * 1000.0, "b": -x / 10.0}, np.zeros(100), 1.0)
+    a, b, _ = fig.data
+    assert abs(np.mean(a.y)) < 1e-9 and abs(np.std(a.y) - 1) < 1e-9
+    assert a.customdata[-1][0] == 99_000.0

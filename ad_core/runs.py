@@ -431,22 +431,10 @@ def train_run(
             and get_detector_info(run.detector).uses_labels != "no"
         )
         series = _run_series(ws, run_id, run)
-        fit = _fit_series if series is not None else _fit_rows
-        fitted = fit(
-            ws,
-            run,
-            frame,
-            schema,
-            setup,
-            labels,
-            truth,
-            learns,
-            params,
-            callback,
-            stage,
-            on_notice,
-            series,
+        job = _FitJob(
+            ws, run, frame, schema, setup, labels, truth, learns, params, callback, stage, on_notice
         )
+        fitted = _fit_rows(job) if series is None else _fit_series(job, series)
         return _save_run(ws, run_id, frame, keys, truth, labels, setup, fitted, start, stage)
     except FitCancelled:
         ws.finish_run(
@@ -466,13 +454,32 @@ def train_run(
         raise
 
 
-def _fit_rows(
-    ws, run, frame, schema, setup, labels, truth, learns, params, callback, stage, on_notice, _
-) -> _Fitted:
+@dataclass
+class _FitJob:
+    """What fitting a run needs: its data, set-up, labels, settings and progress hooks."""
+
+    ws: Any
+    run: Any
+    frame: Any
+    schema: Any
+    setup: TrainingSetup
+    labels: np.ndarray | None
+    truth: np.ndarray | None
+    learns: bool
+    params: dict[str, Any]
+    callback: Callable[[dict], Any] | None
+    stage: Callable[[str], None]
+    on_notice: Callable[[str], None] | None
+
+
+def _fit_rows(job: _FitJob) -> _Fitted:
     """Fit a run on the dataset's rows (the rows are the detector's input)."""
     from ad_core import make_detector
     from ad_core.data import Preprocessor
 
+    ws, run, frame, schema, setup = job.ws, job.run, job.frame, job.schema, job.setup
+    labels, truth, learns, params = job.labels, job.truth, job.learns, job.params
+    callback, stage, on_notice = job.callback, job.stage, job.on_notice
     seed = int(params.get("random_state") or 0)
     roles = row_roles(len(frame), setup, labels=labels, truth=truth, learn_labels=learns)
     labelled = np.flatnonzero(labels != -1) if labels is not None else np.zeros(0, dtype=np.int64)
@@ -537,21 +544,7 @@ def _run_series(ws: Workspace, run_id: int, run: Any) -> Any:
     return settings
 
 
-def _fit_series(
-    ws,
-    run,
-    frame,
-    schema,
-    setup,
-    labels,
-    truth,
-    learns,
-    params,
-    callback,
-    stage,
-    on_notice,
-    series,
-) -> _Fitted:
+def _fit_series(job: _FitJob, series: Any) -> _Fitted:
     """Fit a run on windows of a series' points; score every point.
 
     Each point (dataset row) is preprocessed as a row would be (the preprocessor is fitted
@@ -580,6 +573,9 @@ def _fit_series(
         write_run_settings,
     )
 
+    ws, run, frame, schema, setup = job.ws, job.run, job.frame, job.schema, job.setup
+    labels, truth, learns, params = job.labels, job.truth, job.learns, job.params
+    callback, stage, on_notice = job.callback, job.stage, job.on_notice
     points = series_points(frame, series)
     n = len(points)
     window = series.window

@@ -560,6 +560,7 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
     from ad_core.data import Preprocessor
     from ad_core.detectors import get_detector_class
     from ad_core.series import make_windows, point_scores, window_labels
+    from ad_core.thresholds import contamination_threshold
     from ad_core.series_runs import (
         WINDOW_ROLES_FILE,
         WINDOW_SCORES_FILE,
@@ -643,6 +644,10 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
         )
     window_scores[chosen] = det.decision_scores_
     scores = point_scores(window_scores, n, window, how=series.how)
+    # The expected share of anomalies is a share of points: a window's threshold would flag
+    # more points than that (each flagged window flags all its points), so the run's
+    # threshold is the same quantile of its training points' scores.
+    det.threshold_ = float(contamination_threshold(scores[train_points], det.contamination))
     names = window_feature_names(list(prep.feature_names_out_), window.length)
 
     def explain_input(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:

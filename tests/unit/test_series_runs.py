@@ -164,3 +164,13 @@ def test_a_dataset_without_series_settings_trains_on_rows_as_before(tmp_path):
     assert "series" not in result.metrics
     assert not (ws.run_dir(run_id) / WINDOW_FILE).exists()
     assert runs.load_run(ws.run_dir(run_id)).series is None
+
+
+def test_a_series_run_flags_the_expected_share_of_points_not_of_windows(tmp_path):
+    frame, _ = _series()
+    ws, dataset_id = _workspace(tmp_path, frame)
+    run_id = ws.create_run(dataset_id, "pca", {"contamination": 0.05})
+    result = runs.train_run(ws, run_id)
+    flagged = float((result.scores > result.threshold).mean())
+    assert 0.03 <= flagged <= 0.07  # max over 50-point windows would flag far more
+    assert runs.load_run(ws.run_dir(run_id)).threshold == pytest.approx(result.threshold)

@@ -650,7 +650,8 @@ def refuse_series(run: Any) -> None:
         raise DataError(
             "This run was trained on windows of a series: it scores a whole series at once, "
             "which batch scoring cannot cut into parts. Load the series as one table and "
-            "score it with ad_core.runs.score(load_run(folder), frame), or on the Data page."
+            "score it in Python with ad_core.runs.score(ad_core.runs.load_run(folder), "
+            "frame), or add it in the app and train on it there."
         )
 
 

@@ -162,6 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError(f"The labels file {args.labels}: {exc}") from None
     if args.series or args.window is not None:
         _choose_series(ws, dataset_id, frame, schema, args)
+    elif args.stride is not None or args.normalise != "none" or args.point_score != "max":
+        raise CliError("--stride, --normalise and --point-score go with --series or --window.")
     labels = ws.label_array(dataset_id, keys)
     n_labels = int((labels != -1).sum())
     if n_labels:
@@ -204,7 +206,7 @@ def _choose_series(ws: Any, dataset_id: str, frame: Any, schema: Any, args: Any)
     from ad_core.series import WindowSpec, window_starts
     from ad_core.series_runs import SeriesSettings, propose, save_settings
 
-    found = propose(frame, schema)
+    found = propose(frame, schema, accept=tuple(args.accept or ()))
     if found.spec is None:
         raise CliError(
             f"{args.data} is not a series: it needs a timestamp column and a numeric column "
@@ -214,7 +216,8 @@ def _choose_series(ws: Any, dataset_id: str, frame: Any, schema: Any, args: Any)
         raise CliError(
             "The series cannot be cut into windows as it is: "
             + " ".join(found.problems.messages(found.blocking))
-            + " Fix it on the app's Data page, or with ad_core.series.fix_series."
+            + " Fix it on the app's Data page, or with ad_core.series.fix_series (gaps and "
+            "irregular steps can be accepted with --accept gaps / --accept irregular)."
         )
     proposed = found.settings
     if proposed is None and args.window is None:
@@ -232,7 +235,11 @@ def _choose_series(ws: Any, dataset_id: str, frame: Any, schema: Any, args: Any)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     settings = SeriesSettings(
-        found.spec.time_column, found.spec.value_columns, window, args.point_score
+        found.spec.time_column,
+        found.spec.value_columns,
+        window,
+        args.point_score,
+        tuple(args.accept or ()),
     )
     save_settings(ws, dataset_id, settings)
     print(f"series: {settings.describe()}", file=sys.stderr)
@@ -452,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("max", "mean"),
         default="max",
         help="a point's score: the max (default) or mean over the windows covering it",
+    )
+    series.add_argument(
+        "--accept",
+        action="append",
+        choices=("gaps", "irregular"),
+        help="accept gaps or irregular steps as they are (windows join the points on either "
+        "side); repeatable",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

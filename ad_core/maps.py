@@ -143,20 +143,20 @@ def unit_codes(ws: Workspace, run_id: int, units: np.ndarray | None = None) -> n
     run = ws.get_run(run_id)
     folder = ws.run_dir(run_id)
     frame = ws.load_dataset_frame(run.dataset_id)
+    from ad_core import load_detector
+
     prep = Preprocessor.load(folder / PREPROCESSOR_FILE)
+    detector = load_detector(folder / MODEL_DIR) if has_latent(run.detector) else None
     series = read_run_settings(folder)
     if series is None:
         X = prep.transform(frame if units is None else frame.iloc[units])
-    else:
-        from ad_core.series import make_windows
+        return X if detector is None else codes(detector, X)
+    from ad_core.series_runs import over_windows
 
-        X = make_windows(prep.transform(frame), series.window)
-        X = X if units is None else X[np.asarray(units, dtype=np.int64)]
-    if not has_latent(run.detector):
-        return X
-    from ad_core import load_detector
+    def of(windows: np.ndarray) -> np.ndarray:
+        return windows if detector is None else codes(detector, windows)
 
-    return codes(load_detector(folder / MODEL_DIR), X)
+    return over_windows(of, prep.transform(frame), series.window, rows=units)
 
 
 def project(Z: np.ndarray, method: str) -> np.ndarray:

@@ -537,10 +537,10 @@ def _run_series(ws: Workspace, run_id: int, run: Any) -> Any:
     from ad_core.series_runs import SeriesSettings, load_settings, run_settings_key
 
     recorded = ws.get_setting(run_settings_key(run_id))
-    if recorded:
-        return SeriesSettings.from_dict(recorded)
+    if recorded is not None:  # {"rows": true}: the run was trained on rows
+        return None if recorded.get("rows") else SeriesSettings.from_dict(recorded)
     settings = load_settings(ws, run.dataset_id)
-    ws.set_setting(run_settings_key(run_id), settings.to_dict() if settings else {})
+    ws.set_setting(run_settings_key(run_id), settings.to_dict() if settings else {"rows": True})
     return settings
 
 
@@ -560,14 +560,15 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
     from ad_core.data import Preprocessor
     from ad_core.detectors import get_detector_class
     from ad_core.series import make_windows, point_scores, window_labels
-    from ad_core.thresholds import contamination_threshold
     from ad_core.series_runs import (
         WINDOW_ROLES_FILE,
         WINDOW_SCORES_FILE,
         best_window,
+        over_windows,
         read_run_settings,
         series_points,
         series_roles,
+        share_threshold,
         window_feature_names,
         window_point_range,
         window_roles,
@@ -619,8 +620,7 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
         prep = Preprocessor(**(run.preprocessing or {}))
         prep.fit(frame.iloc[train_points], schema)
     X_points = prep.transform(frame)
-    windows = make_windows(X_points, window)
-    X_train = windows[chosen]
+    X_train = make_windows(X_points, window, rows=chosen)
     y_train = window_labels(labels, window)[chosen] if learns else None
     n_channels = int(X_points.shape[1])
     cls = get_detector_class(run.detector)
@@ -637,22 +637,18 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
         det.fit(X_train, y_train, callback=callback)
 
     stage("scoring every point")
-    window_scores = np.empty(len(windows), dtype=np.float64)
-    for lo in range(0, len(windows), SCORE_CHUNK_ROWS):
-        window_scores[lo : lo + SCORE_CHUNK_ROWS] = det.decision_function(
-            windows[lo : lo + SCORE_CHUNK_ROWS]
-        )
+    window_scores = over_windows(det.decision_function, X_points, window).astype(np.float64)
     window_scores[chosen] = det.decision_scores_
     scores = point_scores(window_scores, n, window, how=series.how)
     # The expected share of anomalies is a share of points: a window's threshold would flag
     # more points than that (each flagged window flags all its points), so the run's
     # threshold is the same quantile of its training points' scores.
-    det.threshold_ = float(contamination_threshold(scores[train_points], det.contamination))
+    det.threshold_ = share_threshold(scores[train_points], det.contamination)
     names = window_feature_names(list(prep.feature_names_out_), window.length)
 
     def explain_input(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         best = [best_window(int(p), window_scores, starts, window.length) for p in rows]
-        return windows[np.asarray(best, dtype=np.int64)], names
+        return make_windows(X_points, window, rows=np.asarray(best, dtype=np.int64)), names
 
     def save_extra(folder: Any) -> None:
         write_run_settings(folder, series, n_channels)
@@ -667,7 +663,7 @@ def _fit_series(job: _FitJob, series: Any) -> _Fitted:
         "series": True,
         "window_length": window.length,
         "window_stride": window.stride,
-        "n_windows": int(len(windows)),
+        "n_windows": int(starts.size),
         "n_train_windows": int(chosen.size),
         "n_channels": n_channels,
     }
@@ -877,17 +873,13 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
 
 
 def _score_series(run: SavedRun, frame: Any, chunk_rows: int) -> np.ndarray:
-    from ad_core.series import make_windows, point_scores
-    from ad_core.series_runs import series_points
+    from ad_core.series import point_scores
+    from ad_core.series_runs import over_windows, series_points
 
     points = series_points(frame, run.series)
-    windows = make_windows(run.preprocessor.transform(frame), run.series.window)
-    out = np.empty(len(windows), dtype=np.float64)
-    for lo in range(0, len(windows), int(chunk_rows)):
-        out[lo : lo + int(chunk_rows)] = run.detector.decision_function(
-            windows[lo : lo + int(chunk_rows)]
-        )
-    return point_scores(out, len(points), run.series.window, how=run.series.how)
+    X_points = run.preprocessor.transform(frame)
+    scores = over_windows(run.detector.decision_function, X_points, run.series.window)
+    return point_scores(scores, len(points), run.series.window, how=run.series.how)
 
 
 # --- which rows to show the expert next, and how far two runs agree --------------------

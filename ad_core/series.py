@@ -844,11 +844,14 @@ def window_starts(n_points: int, window: WindowSpec) -> np.ndarray:
     return starts
 
 
-def make_windows(values: Any, window: WindowSpec) -> np.ndarray:
+def make_windows(values: Any, window: WindowSpec, *, rows: Any = None) -> np.ndarray:
     """Return one row per window: length x channels numbers, time-major (float32).
 
     ``values`` is points x channels (or one channel as a 1-D array) from
-    :func:`series_values`. Raises DataError for a series shorter than one window.
+    :func:`series_values`. ``rows``: the numbers of the windows to build (in
+    :func:`window_starts` order), for a chunk of a long series; default all. Only the windows
+    asked for are copied out of a sliding view, so memory is bounded by ``rows``. Raises
+    DataError for a series shorter than one window.
     """
     x = _as_points(values)
     if not np.isfinite(x).all():
@@ -857,14 +860,17 @@ def make_windows(values: Any, window: WindowSpec) -> np.ndarray:
             "missing='interpolate')."
         )
     starts = window_starts(x.shape[0], window)
+    if rows is not None:
+        starts = starts[np.asarray(rows, dtype=np.int64)]
     view = np.lib.stride_tricks.sliding_window_view(x, window.length, axis=0)[starts]
-    windows = np.swapaxes(view, 1, 2)  # (n_windows, length, channels)
+    # One float32 copy, C order: (n_windows, length, channels).
+    windows = np.array(np.swapaxes(view, 1, 2), dtype=np.float32, order="C")
     if window.normalise != "none":
-        windows = windows - windows.mean(axis=1, keepdims=True)
+        windows -= windows.mean(axis=1, keepdims=True)
         if window.normalise == "zscore":
             spread = windows.std(axis=1, keepdims=True)
-            windows = windows / np.where(spread > 0, spread, 1.0)
-    return np.ascontiguousarray(windows.reshape(len(starts), -1), dtype=np.float32)
+            windows /= np.where(spread > 0, spread, 1.0)
+    return windows.reshape(len(starts), -1)
 
 
 def point_scores(
@@ -908,8 +914,11 @@ def point_scores(
 def window_labels(point_labels: Any, window: WindowSpec) -> np.ndarray:
     """Return a label per window from labels per point (1 anomaly, 0 normal, -1 unlabelled).
 
-    A window holding a point labelled anomaly is an anomaly (1); one whose points are all
-    labelled normal is normal (0); any other is unlabelled (-1).
+    A window holding a point labelled anomaly is an anomaly (1). One holding no such point
+    and at least half its points labelled normal is normal (0): the expert vouched for most
+    of it, and asking for every point would leave a stretch labelled normal without a single
+    normal window unless it happened to line up with window starts. Any other is unlabelled
+    (-1).
     """
     labels = np.asarray(point_labels, dtype=np.int64)
     starts = window_starts(labels.size, window)
@@ -917,7 +926,7 @@ def window_labels(point_labels: Any, window: WindowSpec) -> np.ndarray:
     normal = np.r_[0, np.cumsum(labels == 0)]
     n_anomalous = anomalous[starts + window.length] - anomalous[starts]
     n_normal = normal[starts + window.length] - normal[starts]
-    return np.where(n_anomalous > 0, 1, np.where(n_normal == window.length, 0, -1))
+    return np.where(n_anomalous > 0, 1, np.where(2 * n_normal >= window.length, 0, -1))
 
 
 # --- events ---------------------------------------------------------------------------------------

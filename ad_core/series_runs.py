@@ -270,7 +270,9 @@ def series_roles(
     """Return (role per point, training windows) for a series run.
 
     The held-out share is the last ``holdout`` of the points (at least one window's worth
-    left to train on); windows reaching into it never train. ``train_on`` follows
+    left to train on); windows reaching into it do not train, except windows holding a
+    labelled point (as labelled rows are never held out): their points are training points
+    then, and so out of the held-out figures. ``train_on`` follows
     :data:`ad_core.runs.TRAIN_ON`, per window; with ``learn_labels`` (Deep SAD) every window
     holding a labelled point trains whatever the choice, as rows do. A point is a training point when a training
     window covers it, held out when it lies in the held-out stretch, else unused. Raises
@@ -287,8 +289,10 @@ def series_roles(
                 f"than one window of {window.length:,}. Hold out less, or shorten the window."
             )
         roles[cut:] = _ROLE_HELDOUT
-    keep = ends < cut
     point_labels = np.full(n_points, -1) if labels is None else np.asarray(labels)
+    labelled = window_labels(point_labels, window) != -1
+    # As with rows, a window the expert labelled is never held out: it is given to learn from.
+    keep = (ends < cut) | labelled
     if train_on == "not_anomalous":
         keep &= window_labels(point_labels, window) != 1
     elif train_on == "labelled_normal":
@@ -302,13 +306,13 @@ def series_roles(
         keep &= window_labels(np.asarray(truth), window) == 0
     elif train_on != "all":
         raise ValueError(f"unknown training-set choice {train_on!r}")
-    if learn_labels and labels is not None:
-        keep |= (window_labels(point_labels, window) != -1) & (ends < cut)
+    if learn_labels:
+        keep |= labelled
     train_windows = np.flatnonzero(keep).astype(np.int64)
     if train_windows.size < 2:
         why = {
             "labelled_normal": "label a stretch of normal points at least a window long",
-            "not_anomalous": "fewer points are labelled anomalous than cover every window",
+            "not_anomalous": "points labelled anomalous fall in nearly every window",
             "truth_normal": "the ground truth marks anomalies in nearly every window",
         }.get(train_on, "the series is too short for its window")
         raise DataError(
@@ -320,7 +324,7 @@ def series_roles(
     np.add.at(covered, starts[train_windows], 1)
     np.add.at(covered, ends[train_windows] + 1, -1)
     in_training = np.cumsum(covered[:-1]) > 0
-    roles[in_training & (roles == _ROLE_UNUSED)] = _ROLE_TRAIN
+    roles[in_training] = _ROLE_TRAIN  # a labelled window in the held-out stretch trains
     return roles, train_windows
 
 
@@ -349,6 +353,50 @@ def read_run_settings(folder: Path) -> SeriesSettings | None:
     return SeriesSettings.from_dict(json.loads(path.read_text()))
 
 
+#: at most this many bytes of windows are built at once when scoring or mapping a series
+WINDOW_CHUNK_BYTES = 64 * 2**20
+
+
+def window_chunks(n_windows: int, width: int) -> list[np.ndarray]:
+    """Return window numbers in chunks of at most :data:`WINDOW_CHUNK_BYTES` of float32."""
+    per = max(1, WINDOW_CHUNK_BYTES // max(1, 4 * int(width)))
+    return [np.arange(lo, min(lo + per, n_windows)) for lo in range(0, n_windows, per)]
+
+
+def over_windows(fn: Any, X_points: np.ndarray, window: WindowSpec, rows: Any = None) -> np.ndarray:
+    """Return ``fn(windows)`` for every window (or ``rows``), a chunk of windows at a time.
+
+    ``fn`` maps a 2-D array of windows to one row (or one value) per window, e.g. a
+    detector's ``decision_function`` or ``transform``; the windows of the whole series are
+    never all in memory at once.
+    """
+    from ad_core.series import make_windows
+
+    n_windows = len(window_starts(len(X_points), window))
+    wanted = np.arange(n_windows) if rows is None else np.asarray(rows, dtype=np.int64)
+    width = window.length * (X_points.shape[1] if X_points.ndim > 1 else 1)
+    parts = [
+        np.asarray(fn(make_windows(X_points, window, rows=wanted[chunk])))
+        for chunk in window_chunks(wanted.size, width)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def share_threshold(scores: Any, share: float) -> float:
+    """Return the score above which the share of points flagged is closest to ``share``.
+
+    Point scores of a series come in flat runs (a window's score spreads over all its
+    points under the max rule), so a plain quantile can land on a run of tied points and
+    flag far fewer than asked; this picks, among the distinct scores, the cut whose share
+    of points strictly above it is nearest the target.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    values = np.unique(s)
+    above = s.size - np.searchsorted(s, values, side="right")
+    best = int(np.argmin(np.abs(above - float(share) * s.size)))
+    return float(values[best])
+
+
 def window_feature_names(names: Sequence[str], length: int) -> list[str]:
     """Return the names of a window's numbers: '<feature> @ step k/L', time-major."""
     return [f"{name} @ step {k + 1}/{length}" for k in range(length) for name in names]
@@ -373,6 +421,9 @@ __all__ = [
     "series_roles",
     "settings_chosen",
     "settings_key",
+    "over_windows",
+    "share_threshold",
+    "window_chunks",
     "window_feature_names",
     "window_point_range",
     "window_roles",

@@ -19,8 +19,7 @@ from ad_core import maps
 
 # display_rows and queue_key: pages/label.py and tests/app/test_pages.py import them from here
 from ad_core.maps import RunHoles, RunMap, display_rows, queue_key  # noqa: F401
-from ad_core.series import make_windows
-from ad_core.series_runs import read_run_settings
+from ad_core.series_runs import over_windows, read_run_settings
 from ad_core.store import RunRecord
 from ad_studio_ui.workspace import (
     _readonly,
@@ -35,8 +34,13 @@ from ad_studio_ui.workspace import (
 def _codes(home: str, run_id: int, dataset_id: str, schema_json: str, latent: bool) -> np.ndarray:
     X = _run_features(home, run_id, dataset_id, schema_json)
     series = read_run_settings(_workspace(home).run_dir(run_id))
-    if series is not None:  # a series run's map shows its windows
-        X = make_windows(X, series.window)
+    if series is not None:  # a series run's map shows its windows, a chunk at a time
+        detector = _run_detector(home, run_id) if latent else None
+        return _readonly(
+            over_windows(
+                lambda W: W if detector is None else maps.codes(detector, W), X, series.window
+            )
+        )
     if not latent:
         return X
     return _readonly(maps.codes(_run_detector(home, run_id), X))

@@ -54,14 +54,31 @@ def queue_codes(view: DatasetView, run: RunRecord) -> Callable[[np.ndarray], np.
     """Return a function of row positions giving the rows' codes for the diverse queue.
 
     The run's latent codes when its detector has a latent space, else its preprocessed
-    features: what the Latent space page maps. Only the rows asked for are computed (the
+    features: what the Latent space page maps (for a series, of each point's best window). Only the rows asked for are computed (the
     queue's pool and the labelled rows), from the cached model and preprocessor.
     """
-    from ad_core.maps import codes, has_latent
-    from ad_studio_ui.workspace import run_detector, run_preprocessor
+    from ad_core.maps import codes, has_latent, map_units
+    from ad_core.series_runs import best_window, read_run_settings
+    from ad_studio_ui.workspace import get_workspace, run_detector, run_features, run_preprocessor
 
     prep = run_preprocessor(run.id)
     detector = run_detector(run.id) if has_latent(run.detector) else None
+    ws = get_workspace()
+    series = read_run_settings(ws.run_dir(run.id))
+    if series is not None:
+        # A point of a series is compared by the window the detector judged it in: the
+        # highest-scoring window covering it (as ad_core.maps.run_codes does).
+        from ad_core.series import make_windows
+
+        X = run_features(run)
+        units = map_units(ws, run.id)
+
+        def window_codes(rows: np.ndarray) -> np.ndarray:
+            best = [best_window(int(p), units.scores, units.starts, units.length) for p in rows]
+            W = make_windows(X, series.window, rows=np.asarray(best, dtype=np.int64))
+            return W if detector is None else codes(detector, W)
+
+        return window_codes
 
     def codes_of(rows: np.ndarray) -> np.ndarray:
         X = prep.transform(view.frame.iloc[np.asarray(rows, dtype=np.int64)])

@@ -19,14 +19,18 @@ from ad_core.runs import notes_key
 from ad_core.series import NORMALISATIONS, WindowSpec, events, fix_series, window_starts
 from ad_core.series_runs import (
     POINT_RULES,
+    WINDOW_SCORES_FILE,
     SeriesSettings,
+    best_window,
     load_settings,
     propose,
     read_run_settings,
     save_settings,
+    series_points,
     settings_key,
 )
 from ad_core.store import Workspace
+from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded
 from ad_studio_ui.labels import label_rows, undo_last, view_key_scheme
@@ -228,11 +232,12 @@ def _fix_form(ws: Workspace, view: DatasetView, found: Any, accept: tuple[str, .
                 ["accept", "resample"],
                 format_func={
                     "accept": "accept them (windows join the points on either side)",
-                    "resample": "resample to the usual step (new points are filled below)",
+                    "resample": "resample to the usual step (the added points are filled as "
+                    "chosen under 'Missing values')",
                 }.get,
                 horizontal=True,
             )
-        if "missing" in kinds or gaps == "resample":
+        if "missing" in kinds or kinds & {"gaps", "irregular"}:
             missing = st.radio(
                 "Missing values",
                 ["interpolate", "drop"],
@@ -241,7 +246,7 @@ def _fix_form(ws: Workspace, view: DatasetView, found: Any, accept: tuple[str, .
                     "drop": "drop the rows",
                 }.get,
                 horizontal=True,
-                help="Also used for the points a resampling adds.",
+                help="Also used for the points a resampling adds (when you resample).",
             )
         submitted = st.form_submit_button("Apply", type="primary")
     st.caption(
@@ -250,6 +255,8 @@ def _fix_form(ws: Workspace, view: DatasetView, found: Any, accept: tuple[str, .
     )
     if not submitted:
         return
+    if "missing" not in kinds and gaps != "resample":
+        missing = None  # the choice matters only for values missing now or after resampling
     new_accept = tuple(sorted(set(accept) | (kinds & {"gaps", "irregular"})))
     if gaps != "accept":
         new_accept = tuple(accept)
@@ -275,6 +282,12 @@ def _fix_form(ws: Workspace, view: DatasetView, found: Any, accept: tuple[str, .
     except (DataError, ValueError) as exc:
         st.error(f"The fixes could not be applied: {exc}", icon=":material/error:")
         return
+    id_column = view.schema.id_column
+    if gaps == "resample" and id_column is not None:
+        notes.append(
+            f"The id column '{id_column}' is empty on the points the resampling added, so the "
+            "new dataset's rows are identified by their number."
+        )
     kept = [f"Made from '{record.name}' with these changes: " + " ".join(notes)]
     ws.set_setting(notes_key(new_id), kept)
     if gaps == "accept":
@@ -293,13 +306,26 @@ def run_series(run: Any) -> SeriesSettings | None:
     return read_run_settings(ws.run_dir(run.id))
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _series_times(home: str, dataset_id: str, schema_json: str, settings_json: str) -> np.ndarray:
+    view = _dataset_view(home, dataset_id, schema_json)
+    settings = SeriesSettings.from_dict(json.loads(settings_json))
+    times = series_points(view.frame, settings).times
+    out = np.arange(view.n_rows) if times is None else np.asarray(times)
+    out.flags.writeable = False
+    return out
+
+
 def series_times(view: DatasetView, settings: SeriesSettings) -> np.ndarray:
-    """Return each point's time (or its position, for ordered rows) for the chart's x axis."""
-    if settings.time_column is None:
-        return np.arange(view.n_rows)
-    column = view.frame[settings.time_column]
-    parsed = pd.to_datetime(column, errors="coerce") if column.dtype == object else column
-    return np.asarray(parsed)
+    """Return each point's time as the library reads it (its position for ordered rows)."""
+    ws = get_workspace()
+    schema_json = json.dumps(ws.get_dataset(view.dataset_id).schema, sort_keys=True)
+    return _series_times(
+        str(ws.home),
+        view.dataset_id,
+        schema_json,
+        json.dumps(settings.to_dict(), sort_keys=True),
+    )
 
 
 def event_table(
@@ -371,13 +397,14 @@ def series_scores_view(
     st.subheader("The series over time")
     c1, c2 = st.columns([1, 3])
     min_gap = c1.number_input(
-        "Join flagged points closer than (points)",
+        "Join events at most this many points apart",
         min_value=0,
         max_value=max(0, view.n_rows),
         value=0,
         step=1,
         key=f"series_min_gap.{run.id}",
-        help="Flagged points with at most this many unflagged points between them form one event.",
+        help="Flagged points with at most this many unflagged points between them form one "
+        "event (0: only flagged points in a row).",
     )
     found = events(scores, threshold, min_gap=int(min_gap))
     truth = view.truth if view.truth is not None and (view.truth == 1).any() else None
@@ -406,7 +433,7 @@ def series_scores_view(
     st.plotly_chart(fig, key="series_chart")
     m = st.columns(3)
     m[0].metric("Events", f"{len(found):,}")
-    m[1].metric("Flagged points", f"{int(found['length'].sum()) if len(found) else 0:,}")
+    m[1].metric("Flagged points", f"{int(np.count_nonzero(flag(scores, threshold))):,}")
     if truth is not None:
         hit, total = truth_stretches_found(truth, found)
         m[2].metric(
@@ -420,16 +447,23 @@ def series_scores_view(
         st.info("No point is above the threshold. Move the threshold down to flag events.")
         return
     table = event_table(view, times, found, labels, truth)
+    # A selection is of row numbers: when the events change (threshold, join), it is cleared
+    # so that it can neither point past the table nor at other events.
+    table_key = f"events_table.{run.id}"
+    digest = hash((tuple(found["start"]), tuple(found["end"])))
+    if st.session_state.get(f"_events_digest.{run.id}") != digest:
+        st.session_state[f"_events_digest.{run.id}"] = digest
+        st.session_state.pop(table_key, None)
     picked = st.dataframe(
         table,
         hide_index=True,
         height=min(400, 38 + 35 * len(table)),
-        key=f"events_table.{run.id}",
+        key=table_key,
         on_select="rerun",
         selection_mode="multi-row",
         column_config={"peak score": st.column_config.NumberColumn(format="%.4g")},
     )
-    rows = list(((picked or {}).get("selection") or {}).get("rows") or [])
+    rows = [r for r in ((picked or {}).get("selection") or {}).get("rows") or [] if r < len(found)]
     chosen = found.iloc[rows] if rows else found.iloc[:0]
     n_points = int(chosen["length"].sum()) if len(chosen) else 0
     st.caption(
@@ -479,37 +513,46 @@ def series_scores_view(
 
 
 def stretch_around(
-    pos: int, scores: np.ndarray, threshold: float, settings: SeriesSettings
+    pos: int,
+    scores: np.ndarray,
+    threshold: float,
+    settings: SeriesSettings,
+    window_scores: np.ndarray,
 ) -> tuple[int, int, str]:
     """Return the stretch a queued point belongs to (first, last, what it is).
 
     A flagged point belongs to its event (flagged points in a row); a point under the
-    threshold to the window-long stretch centred on it, so the expert sees a shape as long
-    as the ones the detector judged.
+    threshold to the highest-scoring window covering it, the very stretch the detector
+    judged, so labelling it labels that window whole.
     """
     found = events(scores, threshold)
     inside = found[(found["start"] <= pos) & (found["end"] >= pos)]
     if len(inside):
         a, b = int(inside["start"].iloc[0]), int(inside["end"].iloc[0])
         return a, b, f"the flagged event it is part of ({b - a + 1:,} points)"
-    half = settings.window.length // 2
-    a = max(0, pos - half)
-    b = min(scores.size - 1, a + settings.window.length - 1)
-    return a, b, f"a window of {b - a + 1:,} points around it (it is not flagged)"
+    starts = window_starts(scores.size, settings.window)
+    w = best_window(int(pos), window_scores, starts, settings.window.length)
+    a = int(starts[w])
+    b = a + settings.window.length - 1
+    return a, b, f"the window of {b - a + 1:,} points it scored highest in (not flagged)"
 
 
-def queue_stretch_view(
+def queue_stretch(
     view: DatasetView,
+    run: Any,
     settings: SeriesSettings,
     scores: np.ndarray,
     threshold: float,
     labels: np.ndarray,
     pos: int,
-    key_scheme: str,
-) -> None:
-    """Render a queued point of a series: its stretch with context, and buttons to label it."""
+) -> tuple[int, int]:
+    """Render a queued point of a series in its stretch, with context; return the stretch.
+
+    The Label page's Normal and Anomaly buttons then label the whole stretch.
+    """
     ws = get_workspace()
-    a, b, what = stretch_around(pos, scores, threshold, settings)
+    window_scores = np.load(ws.run_dir(run.id) / WINDOW_SCORES_FILE, allow_pickle=False)
+    a, b, what = stretch_around(pos, scores, threshold, settings, window_scores)
     context = max(b - a + 1, settings.window.length)
     lo, hi = max(0, a - context), min(scores.size - 1, b + context)
     times = series_times(view, settings)
@@ -530,30 +573,8 @@ def queue_stretch_view(
         range_slider=False,
     )
     st.plotly_chart(fig, key="review_stretch_plot")
-
-    def give(label: int) -> None:
-        n = label_rows(
-            ws,
-            view.dataset_id,
-            view.keys[a : b + 1].tolist(),
-            label,
-            state.annotator(),
-            key_scheme=key_scheme,
-        )
-        what_label = {1: "anomalous", 0: "normal"}[label]
-        flash("success", f"Labelled the stretch ({n:,} points) {what_label}.")
-
-    c = st.columns(2)
-    c[0].button(
-        f"Label the stretch normal ({b - a + 1:,} points)",
-        key="review_stretch_normal",
-        on_click=guarded(give, 0),
-        width="stretch",
+    st.caption(
+        f"Normal and Anomaly label the shaded stretch: {b - a + 1:,} points, from "
+        f"{times[a]} to {times[b]}."
     )
-    c[1].button(
-        f"Label the stretch anomalous ({b - a + 1:,} points)",
-        key="review_stretch_anomaly",
-        on_click=guarded(give, 1),
-        type="primary",
-        width="stretch",
-    )
+    return a, b

@@ -45,7 +45,7 @@ from ad_studio_ui.labels import (
 )
 from ad_studio_ui.maps import queue_key
 from ad_studio_ui.review import queue_codes, typical_ranges
-from ad_studio_ui.series_ui import queue_stretch_view, run_series
+from ad_studio_ui.series_ui import queue_stretch, run_series
 from ad_studio_ui.training import get_job, run_setup, start_training
 from ad_studio_ui.workspace import (
     get_workspace,
@@ -229,8 +229,27 @@ remaining = queue.remaining
 CONFLICT = "_label_conflict"
 
 
-def give_label(key: str, value: int, shown: int, key_scheme: str) -> None:
-    """Save a label unless someone else changed the row since it was shown; then ask."""
+def give_label(
+    key: str, value: int, shown: int, key_scheme: str, stretch: tuple[int, int] | None = None
+) -> None:
+    """Save a label unless someone else changed the row since it was shown; then ask.
+
+    ``stretch``: for a series, the points (first, last) the label is for: all of them are
+    labelled at once (one undo step).
+    """
+    if stretch is not None:
+        a, b = stretch
+        n = label_rows(
+            ws,
+            view.dataset_id,
+            view.keys[a : b + 1].tolist(),
+            value,
+            state.annotator(),
+            key_scheme=key_scheme,
+        )
+        word = {1: "anomalous", 0: "normal", -1: "unlabelled"}[value]
+        flash("success", f"Labelled the stretch ({n:,} points) {word}.")
+        return
     try:
         label_rows(
             ws,
@@ -305,11 +324,15 @@ else:
         f"(rank {rank:,} of {scores.size:,}) · "
         f"{'flagged' if is_flagged else 'not flagged'} · {remaining:,} left in this queue"
     )
+    stretch = None
+    if series is not None:
+        stretch = queue_stretch(view, run, series, scores, threshold, labels, pos)
+    what = "" if stretch is None else f" ({stretch[1] - stretch[0] + 1:,} points)"
     b = st.columns(4)
     b[0].button(
-        "Normal",
+        f"Normal{what}",
         key="review_normal",
-        on_click=guarded(give_label, key, 0, shown, scheme),
+        on_click=guarded(give_label, key, 0, shown, scheme, stretch),
         disabled=not who,
         shortcut="n",
         icon=":material/check_circle:",
@@ -317,9 +340,9 @@ else:
         help="Shortcut: N",
     )
     b[1].button(
-        "Anomaly",
+        f"Anomaly{what}",
         key="review_anomaly",
-        on_click=guarded(give_label, key, 1, shown, scheme),
+        on_click=guarded(give_label, key, 1, shown, scheme, stretch),
         disabled=not who,
         shortcut="a",
         type="primary",
@@ -347,9 +370,7 @@ else:
     )
     typical = {"columns": []} if series is not None else typical_ranges(view, run, scores, labels)
     columns = typical["columns"]
-    if series is not None:
-        queue_stretch_view(view, series, scores, threshold, labels, pos, scheme)
-    elif columns:
+    if columns:
         values = view.frame.iloc[pos][columns].to_numpy(dtype=np.float64)
         basis = typical["basis"].split("|")[0]
         if view.is_sequence:

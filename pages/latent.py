@@ -197,7 +197,7 @@ def label_selection(label: int) -> None:
         ws, view.dataset_id, keys_, label, state.annotator(), key_scheme=view_key_scheme(ws, view)
     )
     name = {1: "anomalous", 0: "normal", -1: "unlabelled"}[label]
-    flash("success", f"Labelled {n:,} row(s) {name}.")
+    flash("success", f"Labelled {n:,} {'row(s)' if series is None else 'point(s)'} {name}.")
 
 
 b = st.columns([2, 1, 1, 1])

@@ -84,8 +84,8 @@ if series is not None:
         "(change it on the Data page). A held-out share is the last stretch of the series, "
         "so the model is judged on time it has not seen."
         + (
-            f" {info.title} reads each window as a sequence of "
-            f"{len(series.value_columns)} value(s) per step."
+            f" {info.title} reads each window as a sequence: at each step, the point's "
+            "preprocessed features (its value columns, one-hot categories if any)."
             if any(p.name == "n_channels" for p in info.params)
             else ""
         ),
@@ -151,7 +151,7 @@ with st.form("train_form"):
         key=state.kept_widget(f"train_holdout_on.{view.dataset_id}", has_truth),
         help="A seeded, stratified share of the rows that the model never sees (for a "
         "series: its last stretch); the Scores page reports its figures on them. Rows you "
-        "labelled are never held out.",
+        "labelled are never held out (for a series: windows holding a labelled point).",
     )
     holdout = t2.number_input(
         "Held-out share",

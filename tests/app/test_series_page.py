@@ -175,7 +175,7 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     assert not problems(at), problems(at)
     chart = at.get("plotly_chart")
     assert chart, "the queued point is shown in its stretch of the series"
-    button = at.button(key="review_stretch_anomaly")
+    button = at.button(key="review_anomaly")
     n = int(button.label.split("(")[1].split(" ")[0].replace(",", ""))
     button.click().run()
     assert not problems(at), problems(at)
@@ -186,6 +186,31 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     top = int(np.argmax(scores))
     keys = Workspace().load_scores(run_id)["row_key"].astype(str).tolist()
     assert labels.get(keys[top]) == 1
+    assert any("Labelled the stretch" in s.value for s in at.success)
+
+
+def test_an_unflagged_point_is_labelled_as_the_window_it_scored_highest_in(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    dataset_id = at.session_state["dataset_id"]
+    at = open_page(at, "train")
+    _train(at, "pca")
+    at.sidebar.text_input(key="annotator").input("ana").run()
+    at = open_page(at, "label")
+    at.radio(key="queue_mode").set_value("random").run()
+    button = at.button(key="review_normal")
+    settings = load_settings(Workspace(), dataset_id)
+    n = int(button.label.split("(")[1].split(" ")[0].replace(",", ""))
+    button.click().run()
+    assert not problems(at), problems(at)
+    labels = Workspace().labels(dataset_id)
+    assert len(labels) == n and set(labels.values()) == {0}
+    # A stretch labelled normal makes at least one whole window normal for Deep SAD.
+    from ad_core.series import window_labels
+
+    point_labels = np.full(8064, -1)
+    frame_keys = Workspace().load_scores(at.session_state["run_id"])["row_key"].astype(str)
+    point_labels[[i for i, k in enumerate(frame_keys) if k in labels]] = 0
+    assert (window_labels(point_labels, settings.window) == 0).any()
 
 
 def test_turning_the_series_off_trains_on_unrelated_rows(app):
@@ -198,3 +223,26 @@ def test_turning_the_series_off_trains_on_unrelated_rows(app):
     assert not any("analysed as a series" in i.value for i in at.info)
     run_id = _train(at, "pca")
     assert "series" not in Workspace().get_run(run_id).metrics
+
+
+def test_the_diverse_queue_and_a_stale_event_selection_work_on_a_series(app):
+    at = _upload(app, "machine.csv", SERIES_CSV.read_bytes())
+    at = open_page(at, "train")
+    run_id = _train(at, "autoencoder")
+    at = open_page(at, "label")
+    at.radio(key="queue_mode").set_value("diverse").run()
+    assert not problems(at), problems(at)  # codes of windows, not of single points
+    at = open_page(at, "scores")
+    table = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
+    at.session_state[f"events_table.{run_id}"] = {
+        "selection": {"rows": [len(table) - 1], "columns": []}
+    }
+    at.run()
+    scores = Workspace().load_scores(run_id)["score"].to_numpy()
+    # Just under the highest peak: one event is left, the selected row number is gone.
+    top = float(table["peak score"].max())
+    at.number_input(key="threshold_number").set_value(top - 1e-6 * abs(top)).run()
+    assert not problems(at), problems(at)
+    left = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
+    assert 1 <= len(left) < len(table)
+    assert at.button(key="event_label_1").disabled  # the old selection was dropped

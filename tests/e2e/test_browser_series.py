@@ -53,7 +53,7 @@ def test_series_sample_windows_train_events_label_reload(page, app_server):
     wait_idle(page)
     page.get_by_text("Highest scores", exact=True).click()
     wait_idle(page, settle_ms=1000)
-    button = page.get_by_role("button", name=re.compile(r"^Label the stretch anomalous"))
+    button = page.get_by_role("button", name=re.compile(r"^Anomaly \("))
     label = button.inner_text()
     n_points = int(re.search(r"\(([\d,]+) points\)", label).group(1).replace(",", ""))
     button.click()

@@ -219,6 +219,8 @@ def test_train_series_with_a_window_of_your_own_and_refusals(tmp_path, capsys):
     assert "windows of 48 points, a new one every 1;" in capsys.readouterr().err
     assert cli.main([*args, "100000"]) == 1
     assert "fewer than one window" in capsys.readouterr().err
+    assert cli.main(["train", str(series), "--detector", "pca", "--stride", "3"]) == 1
+    assert "go with --series or --window" in capsys.readouterr().err
     assert cli.main(["train", str(CARDIO), "--detector", "pca", "--series", "--quiet"]) == 1
     assert "is not a series" in capsys.readouterr().err
     messy = tmp_path / "messy.csv"

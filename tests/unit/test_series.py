@@ -277,9 +277,14 @@ def test_point_scores_peak_at_an_anomaly_inside_a_long_series():
 
 
 def test_window_labels_come_from_point_labels():
-    labels = np.array([0, 0, 0, 0, 1, -1, 0, 0])
+    labels = np.array([0, 0, 0, 0, 1, -1, 0, 0, -1, -1, -1])
     np.testing.assert_array_equal(
-        series.window_labels(labels, WindowSpec(3, 1)), [0, 0, 1, 1, 1, -1]
+        series.window_labels(labels, WindowSpec(3, 1)), [0, 0, 1, 1, 1, 0, 0, -1, -1]
+    )
+    # Normal takes at least half the window labelled normal, and no anomaly in it.
+    np.testing.assert_array_equal(
+        series.window_labels(np.array([0, 0, -1, -1, 0, -1, -1, -1]), WindowSpec(4, 2)),
+        [0, -1, -1],
     )
 
 

@@ -174,3 +174,27 @@ def test_a_series_run_flags_the_expected_share_of_points_not_of_windows(tmp_path
     flagged = float((result.scores > result.threshold).mean())
     assert 0.03 <= flagged <= 0.07  # max over 50-point windows would flag far more
     assert runs.load_run(ws.run_dir(run_id)).threshold == pytest.approx(result.threshold)
+
+
+def test_a_labelled_window_in_the_held_out_stretch_trains_and_leaves_the_held_out_figures():
+    window = WindowSpec(10, 10)
+    labels = np.full(100, -1)
+    labels[85] = 1  # in the last 30 %, the held-out stretch
+    roles, train = series_roles(100, window, holdout=0.3, labels=labels, learn_labels=True)
+    assert 8 in train  # window 8 covers points 80..89
+    assert (roles[80:90] == runs.ROLE_TRAIN).all() and (roles[90:] == runs.ROLE_HELDOUT).all()
+    roles, train = series_roles(100, window, holdout=0.3)
+    assert 8 not in train and (roles[70:] == runs.ROLE_HELDOUT).all()
+
+
+def test_share_threshold_flags_the_share_asked_for_despite_ties():
+    from ad_core.series_runs import share_threshold
+    from ad_core.thresholds import contamination_threshold
+
+    # Point scores in flat runs, as the max rule makes them: 70 tied points at the 90 % cut.
+    scores = np.r_[np.zeros(880), np.full(70, 1.0), np.linspace(2, 3, 50)]
+    plain = contamination_threshold(scores, 0.1)
+    assert (scores > plain).mean() == pytest.approx(0.05)  # the tied run is lost
+    t = share_threshold(scores, 0.1)
+    assert (scores > t).mean() == pytest.approx(0.12)  # the nearest share to 10 % there is
+    assert t == 0.0  # 12 % flagged is nearer 10 % than 5 %

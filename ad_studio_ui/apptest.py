@@ -18,6 +18,8 @@ from pathlib import Path
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+from ad_studio_ui import frame
+
 APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
 
 
@@ -43,7 +45,7 @@ def app_test(timeout: float = 60) -> AppTest:
     return AppTest.from_file(str(APP_PATH), default_timeout=timeout)
 
 
-PAGES = ("data", "train", "scores", "latent", "label", "runs")
+PAGES = tuple(frame.PAGES)
 
 
 def open_page(at: AppTest, name: str) -> AppTest:

@@ -18,6 +18,7 @@ PAGES = {
     "scores": ("pages/scores.py", "Scores", ":material/bar_chart:"),
     "latent": ("pages/latent.py", "Latent space", ":material/scatter_plot:"),
     "label": ("pages/label.py", "Label & retrain", ":material/label:"),
+    "choose": ("pages/choose.py", "Choose on labels", ":material/leaderboard:"),
     "runs": ("pages/runs.py", "Runs", ":material/history:"),
 }
 _FLASH = "_flash_messages"

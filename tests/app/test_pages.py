@@ -29,6 +29,7 @@ EXPECTED = {
     "latent": lambda at: any(m.label == "Selected rows" for m in at.metric),
     "label": lambda at: any(b.key == "review_anomaly" for b in at.button),
     "runs": lambda at: any(b.key == "runs_open" for b in at.button),
+    "choose": lambda at: any(b.key == "choose_start" for b in at.button),
 }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ad_core import list_detectors
+from ad_core import augment, list_detectors
 from ad_core.store import Workspace
 from ad_studio_ui import training
 from ad_studio_ui.apptest import open_page, problems
@@ -51,7 +51,9 @@ def _submit(at, detector: str, overrides: dict) -> int:
 
 
 #: settings that only suit rows that are 28 x 28 images; tested on a small image table
-IMAGE_ONLY = {("compact_vae", "network", "conv")}
+IMAGE_ONLY = {("compact_vae", "network", "conv")} | {
+    ("ssl_classifier", "augmentation", a["name"]) for a in augment.list_augmentations("image")
+}
 #: settings that need features in [0, 1]: the Data page's min-max scaling is chosen first
 UNIT_RANGE = {("compact_vae", "likelihood", "bernoulli")}
 

@@ -1,0 +1,195 @@
+"""Choose on your labels: train each augmentation (and the baseline, and others), rank on labels."""
+
+import streamlit as st
+
+from ad_core import get_detector_info, list_detectors
+from ad_core.selection import BASELINE, SelectionError, augmentation_candidates, rank_candidates
+from ad_studio_ui import state
+from ad_studio_ui.choose import (
+    choice_job,
+    ranking_table,
+    start_choice,
+    stored_choice,
+    truth_aurocs,
+)
+from ad_studio_ui.datasets import dataset_summary
+from ad_studio_ui.forms import APP_RANDOM_STATE
+from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset
+from ad_studio_ui.workspace import get_workspace, label_array, run_scores
+
+inside_app()
+ws = get_workspace()
+st.title("Choose on your labels")
+view = require_dataset()
+st.markdown(
+    "A self-supervised detector learns what normal rows look like by telling them from "
+    "altered copies (noise, shuffled features, rotated images, ...). It works when the "
+    "alteration resembles how the real anomalies arise, and can do worse than a plain "
+    "autoencoder when it does not (Yoo et al., TMLR 2023). No rule without labels picks the "
+    "right one reliably; your labels can. This page trains the detector once per "
+    "augmentation, beside the autoencoder baseline and any detector you tick, and ranks them "
+    "on the rows you labelled, with intervals that say how far the order can be trusted."
+)
+
+labels = label_array(view)
+n_anomaly, n_normal = int((labels == 1).sum()), int((labels == 0).sum())
+m = st.columns(2)
+m[0].metric("Labelled anomalies", f"{n_anomaly:,}")
+m[1].metric("Labelled normal rows", f"{n_normal:,}")
+if not n_anomaly or not n_normal:
+    st.info(
+        "The ranking needs labelled anomalies and labelled normal rows (ten or more of each "
+        "tell candidates apart far better than a handful). Label rows on the Label or Latent "
+        "space page, then come back; you can already train the candidates below."
+    )
+
+# --- candidates ---------------------------------------------------------------------------
+with_augmentation = [
+    d.name for d in list_detectors() if any(p.name == "augmentation" for p in d.params)
+]
+if not with_augmentation:
+    st.error("No detector with an augmentation setting is installed.")
+    st.stop()
+prep = state.preprocessing_choices(view.dataset_id)
+n_features = len(dataset_summary(view.dataset_id, prep).features_out)
+c1, c2 = st.columns([1, 1])
+detector = c1.selectbox(
+    "Self-supervised detector",
+    with_augmentation,
+    format_func=lambda n: get_detector_info(n).title,
+    key="choose_detector",
+)
+image_shape = c2.text_input(
+    "Rows are images of (height, width)",
+    key="choose_image_shape",
+    placeholder="e.g. 28,28; empty: square rows of at least 8 x 8 pixels count as images",
+    help="Image augmentations (rotation, flip, cutout, blur, pixel noise) are offered when "
+    "each row is an image stored pixel by pixel.",
+)
+try:
+    offered = augmentation_candidates(
+        detector,
+        n_features=n_features,
+        image_shape=image_shape.strip() or None,
+        base_params={"random_state": APP_RANDOM_STATE},
+        baseline=BASELINE,
+    )
+except ValueError as exc:  # a malformed image shape
+    st.error(str(exc))
+    st.stop()
+by_name = {c.name: c for c in offered}
+augmented = [c.name for c in offered if c.augmentation]
+picked = st.multiselect(
+    "Augmentations to try (each trains one run)",
+    augmented,
+    default=augmented,
+    key=f"choose_augmentations.{detector}.{n_features}",
+)
+others = [
+    d.name
+    for d in list_detectors()
+    if d.uses_labels == "no" and d.name not in (BASELINE, detector) and d.name != "ensemble"
+]
+extra = st.multiselect(
+    "Also compare (default settings)",
+    others,
+    format_func=lambda n: get_detector_info(n).title,
+    key="choose_extra",
+)
+st.caption(
+    f"The plain {get_detector_info(BASELINE).title.lower()} is always compared: the "
+    "no-augmentation baseline. Candidates train without your labels (the labels judge them) "
+    "on every row, with their default settings and the app's seed; each is a run of its own "
+    "on the Runs page."
+)
+chosen = [by_name[n] for n in picked] + [by_name[BASELINE]]
+if extra:
+    chosen += [
+        c
+        for c in augmentation_candidates(
+            detector,
+            n_features=n_features,
+            base_params={"random_state": APP_RANDOM_STATE},
+            extra_detectors=extra,
+            baseline=None,
+        )
+        if c.name in extra
+    ]
+
+job = choice_job(ws, view.dataset_id)
+busy = job is not None and job.running
+
+
+def start() -> None:
+    start_choice(ws, view.dataset_id, chosen, prep)
+    flash("info", f"Training {len(chosen)} candidates, one after another.")
+
+
+st.button(
+    f"Train {len(chosen)} candidates in the background",
+    key="choose_start",
+    type="primary",
+    disabled=busy or len(chosen) < 2,
+    on_click=guarded(start),
+    help="Pick at least one augmentation.",
+)
+
+
+@st.fragment(run_every=2.0)
+def progress() -> None:
+    current = choice_job(ws, view.dataset_id)
+    if current is None:
+        return
+    if current.running:
+        st.progress(current.progress(), text=current.text())
+        st.button("Cancel", key="choose_cancel", on_click=current.cancel)
+    elif st.session_state.get("_choose_seen") != id(current):
+        st.session_state["_choose_seen"] = id(current)
+        st.rerun(scope="app")  # the ranking below appears
+    for name, error in current.failed.items():
+        st.warning(f"{name} could not be trained: {error}", icon=":material/error:")
+    if current.status == "cancelled":
+        st.info("The comparison was cancelled; the candidates trained so far are runs.")
+
+
+if job is not None:
+    progress()
+
+# --- the ranking --------------------------------------------------------------------------
+entries = stored_choice(ws, view.dataset_id)
+if not entries:
+    st.stop()
+st.subheader("Ranked on your labels")
+scores = {e["name"]: run_scores(ws.get_run(int(e["run"]))) for e in entries}
+runs = {e["name"]: int(e["run"]) for e in entries}
+try:
+    ranking = rank_candidates(scores, labels, random_state=0)
+except SelectionError as exc:
+    st.info(str(exc))
+    st.stop()
+st.markdown(ranking.statement)
+table = ranking_table(ranking, runs, truth_aurocs(scores, view.truth, labels))
+st.dataframe(table, hide_index=True, key="choose_ranking")
+if "AUROC on ground truth (unlabelled rows)" in table.columns:
+    st.caption(
+        "The last column is other evidence: the dataset's ground truth on the rows nobody "
+        "labelled, which the ranking never used."
+    )
+leader = ranking.leader
+close = ranking.too_close_to_call
+
+
+def make_current() -> None:
+    state.set_current_run(runs[leader])
+    flash("success", f"Run #{runs[leader]} ({leader}) is now the current run.")
+
+
+st.button(
+    f"Make the leader ({leader}, run #{runs[leader]}) the current run",
+    key="choose_make_current",
+    type="primary",
+    on_click=guarded(make_current),
+    help="The Scores, Latent space and Label pages then show it."
+    + (f" The labels cannot yet tell it from {', '.join(close)}." if close else ""),
+)
+page_link("runs", "Compare the candidates on the Runs page")

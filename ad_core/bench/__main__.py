@@ -15,6 +15,8 @@ BENCHMARKS = {
     "loop": "the label loop with a simulated expert: queue strategies, warm retrain, peers",
     "series": "NAB windows and ECG5000 beats: seq2seq, BiGAN, PCA and the rest",
     "unsup": "unsupervised detectors and the ensemble on ODDS, ECG5000, KDD, MNIST",
+    "semi": "10 % of the anomalies labelled: XGBOD, Deep SAD, boosting, Isolation Forest",
+    "augment": "self-supervision: each augmentation on anomalies of known kind; labels choose",
 }
 
 

@@ -37,6 +37,25 @@ def test_quick_loop_writes_curves_for_every_strategy_and_the_warm_retrain(tmp_pa
     assert {r["method"] for r in rows} >= {"deep_sad", "deep_sad_cold", "hgb", "iforest"}
     hgb = [r for r in rows if r["method"] == "hgb"]
     assert {int(r["n_labels"]) for r in hgb} == {10, 20}
+    # XGBOD learns from the same labels as hgb, and starts from its prior at 0 labels
+    for dataset in sets:
+        for strategy in loop.STRATEGIES:
+            mine = {
+                int(r["n_labels"]): r
+                for r in rows
+                if r["dataset"] == dataset and r["strategy"] == strategy and r["method"] == "xgbod"
+            }
+            assert sorted(mine) == [0, 10, 20]
+            for r in hgb:
+                if r["dataset"] == dataset and r["strategy"] == strategy:
+                    peer = mine[int(r["n_labels"])]
+                    assert peer["n_labelled_anomalies"] == r["n_labelled_anomalies"]
+    versus = text.split("## XGBOD against the boosted classifier on the same labels")[1]
+    versus = versus.split("## Learning curves")[0]
+    for strategy in loop.STRATEGIES:
+        assert re.search(
+            rf"^\| {strategy} \| [+-][0-9.]+ \(\d/2\) \| [+-][0-9.]+ \(\d/2\) \|$", versus, re.M
+        )
 
     # the ranking of the strategies, best AUROC first, names the best
     ranking = re.findall(
@@ -88,3 +107,16 @@ def test_the_simulated_expert_labels_exactly_the_rows_the_queue_shows():
     base = loop._deep_sad(settings, 0).fit(np.ascontiguousarray(X[keep]))
     top = np.argsort(-base.decision_scores_, kind="stable")[:10]
     assert at_ten[0]["n_labelled_anomalies"] == int(y[keep][top].sum())
+    # XGBOD on those labels: its warm retrain is the full fit on them, on the open rows
+    from ad_core import make_detector
+    from ad_core.metrics import auroc
+
+    Xk, yk = np.ascontiguousarray(X[keep]), y[keep]
+    labels = np.full(yk.size, -1)
+    labels[top] = yk[top]
+    open_ = labels == -1
+    full = make_detector("xgbod", random_state=0).fit(Xk, labels)
+    xgbod = {r["n_labels"]: r for r in rows if r["method"] == "xgbod"}
+    assert xgbod[10]["auroc"] == auroc(yk[open_], full.decision_scores_[open_])
+    prior = make_detector("xgbod", random_state=0).fit(Xk).decision_scores_
+    assert xgbod[0]["auroc"] == auroc(yk, prior)

@@ -9,20 +9,29 @@ import pytest
 import torch
 
 from ad_core import FitCancelled, load_detector, make_detector
-from ad_core.detectors import ParameterError
-from ad_core.detectors.ensemble import MEMBERS, combine, rank_scale, zscore_scale
+from ad_core.detectors import ParameterError, get_detector_info
+from ad_core.detectors.ensemble import (
+    COMBINATIONS,
+    MEMBERS,
+    combine,
+    rank_scale,
+    robust_scale,
+    zscore_scale,
+)
+from ad_core.metrics import auroc
 from ad_core.nn.threads import usable_cores
 
-FAST = {"epochs": 3, "random_state": 0}
+FAST = {"epochs": 3, "forest_trees": 20, "random_state": 0}
 #: four members of four kinds, whatever the defaults are
 FOUR = {
+    **{f"{m}_weight": 0.0 for m in MEMBERS},
     "autoencoder_weight": 1.0,
-    "deep_svdd_weight": 0.0,
     "knn_weight": 1.0,
     "isolation_forest_weight": 1.0,
     "ecod_weight": 1.0,
     **FAST,
 }
+SCALES = {"rank": rank_scale, "zscore": zscore_scale, "robust": robust_scale}
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +57,32 @@ def test_scales_put_scores_on_the_training_scores_footing():
     ref = np.array([1.0, 2.0, 3.0, 4.0])
     np.testing.assert_allclose(rank_scale(ref, np.array([0.0, 2.0, 2.5, 9.0])), [0, 0.5, 0.5, 1])
     np.testing.assert_allclose(zscore_scale(ref, ref), (ref - 2.5) / ref.std())
+    # Median 3 and quartiles 2 and 4 whatever the one huge training score: (s - 3) / 2.
+    skewed = np.array([1.0, 2.0, 3.0, 4.0, 1000.0])
+    np.testing.assert_allclose(robust_scale(skewed, np.array([3.0, 7.0])), [0.0, 2.0])
     # A member whose training scores do not vary adds a shift, never a division by zero.
     assert np.isfinite(zscore_scale(np.ones(4), np.array([1.0, 3.0]))).all()
+    assert np.isfinite(robust_scale(np.ones(4), np.array([1.0, 3.0]))).all()
+    # More than half the training scores equal: the IQR is 0, the standard deviation steps in.
+    ties = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 5.0])
+    np.testing.assert_allclose(robust_scale(ties, np.array([5.0])), [5.0 / ties.std()])
     mixed = combine([ref, 10 * ref], [np.array([4.0]), np.array([10.0])], [3.0, 1.0], "rank")
     assert mixed[0] == pytest.approx((3 * 1.0 + 1 * 0.25) / 4)
+    # max: the larger z-score; a member of weight 0 takes no part, whatever its score.
+    top = combine(
+        [ref, ref, ref], [np.array([4.0]), np.array([1.0]), np.array([99.0])], [1, 5, 0], "max"
+    )
+    assert top[0] == pytest.approx((4.0 - 2.5) / ref.std())
 
 
-@pytest.mark.parametrize("combination", ["rank", "zscore"])
+@pytest.mark.parametrize("combination", ["rank", "zscore", "robust"])
 def test_score_is_the_weighted_mean_of_members_on_their_training_scale(data, combination):
     det = make_detector(
         "ensemble", **{**FOUR, "combination": combination, "knn_weight": 2.0, "ecod_weight": 0.5}
     ).fit(data)
     assert det.members_ == ["autoencoder", "knn", "isolation_forest", "ecod"]
     own = det.member_scores(data[:40])
-    scale = rank_scale if combination == "rank" else zscore_scale
+    scale = SCALES[combination]
     weights = {"autoencoder": 1.0, "knn": 2.0, "isolation_forest": 1.0, "ecod": 0.5}
     expected = sum(
         w * scale(det.estimators_[m].decision_scores_, own[m]) for m, w in weights.items()
@@ -75,26 +96,75 @@ def test_score_is_the_weighted_mean_of_members_on_their_training_scale(data, com
     np.testing.assert_allclose(det.decision_scores_, train)
 
 
+def test_max_takes_each_rows_largest_member_z_score(data):
+    det = make_detector("ensemble", **{**FOUR, "combination": "max", "knn_weight": 3.0}).fit(data)
+    own = det.member_scores(data)
+    z = np.array([zscore_scale(det.estimators_[m].decision_scores_, own[m]) for m in own])
+    np.testing.assert_allclose(det.decision_function(data), z.max(axis=0))
+    assert len(set(z.argmax(axis=0))) > 1  # different members lead on different rows
+
+
+def test_the_default_is_the_weighted_z_score_mean_of_its_members(data):
+    det = make_detector("ensemble", random_state=0).fit(data)
+    info = {p.name: p.default for p in get_detector_info("ensemble").params}
+    weights = {m: info[f"{m}_weight"] for m in MEMBERS if info[f"{m}_weight"] > 0}
+    assert det.members_ == list(weights) and len(weights) >= 2  # an ensemble, not one detector
+    assert det.weights_ == list(weights.values())
+    scale = SCALES[info["combination"]]
+    own = det.member_scores(data)
+    expected = sum(
+        w * scale(det.estimators_[m].decision_scores_, own[m]) for m, w in weights.items()
+    ) / sum(weights.values())
+    np.testing.assert_allclose(det.decision_function(data), expected)
+    forest = det.estimators_.get("isolation_forest")
+    if forest is not None:
+        assert forest.n_estimators == info["forest_trees"]
+
+
+def _two_kinds_of_anomaly(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return rows on a ring in two features plus 4 noise features, and 0/1 truth.
+
+    Half the anomalies are far out in one noise feature (extreme values: what ECOD and the
+    forest see), half sit inside the ring (every value ordinary, yet far from every neighbour:
+    what kNN sees and ECOD cannot).
+    """
+    rng = np.random.default_rng(seed)
+    n = 400
+    angle = rng.uniform(0, 2 * np.pi, n)
+    ring = 3 * np.c_[np.cos(angle), np.sin(angle)] + 0.15 * rng.normal(size=(n, 2))
+    X = np.hstack([ring, rng.normal(size=(n, 4))])
+    y = np.zeros(n, dtype=np.int64)
+    far = rng.choice(n, 12, replace=False)
+    X[far, 2 + rng.integers(0, 4, 12)] += rng.choice([-5.0, 5.0], 12)
+    inside = rng.choice(np.setdiff1d(np.arange(n), far), 12, replace=False)
+    X[inside, :2] = 0.3 * rng.normal(size=(12, 2))
+    y[far] = y[inside] = 1
+    return X.astype(np.float32), y
+
+
+def test_the_default_beats_its_weakest_member_where_members_see_different_anomalies():
+    X, y = _two_kinds_of_anomaly()
+    det = make_detector("ensemble", random_state=0).fit(X)
+    members = {m: auroc(y, s) for m, s in det.member_scores(X).items()}
+    ensemble = auroc(y, det.decision_function(X))
+    assert ensemble > min(members.values()) + 0.1, (ensemble, members)
+
+
 def test_members_are_trained_through_their_own_code(data):
     # One torch thread for both fits: a member trained in a thread of its own and the same
     # detector fitted with the process's threads sum in another order (float32 noise).
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _check_members_match_standalone_fits(data)
+        det = make_detector("ensemble", **FOUR).fit(data)
+        assert det.member_params("isolation_forest")["n_estimators"] == FOUR["forest_trees"]
+        for member in det.members_:
+            alone = make_detector(member, **det.member_params(member)).fit(data)
+            np.testing.assert_array_equal(
+                det.estimators_[member].decision_function(data), alone.decision_function(data)
+            )
     finally:
         torch.set_num_threads(threads)
-
-
-def _check_members_match_standalone_fits(data):
-    det = make_detector("ensemble", **FOUR).fit(data)
-    for member in det.members_:
-        alone = make_detector(member, **det.member_params(member)).fit(data)
-        np.testing.assert_array_equal(
-            det.estimators_[member].decision_function(data), alone.decision_function(data)
-        )
 
 
 def test_a_zero_weight_leaves_a_member_out_and_all_zero_is_refused(data):
@@ -106,10 +176,12 @@ def test_a_zero_weight_leaves_a_member_out_and_all_zero_is_refused(data):
     with pytest.raises(ParameterError, match="'knn_weight' must be a number from 0 to 10"):
         make_detector("ensemble", knn_weight=-1.0).fit(data)
     with pytest.raises(ParameterError, match="'combination' must be one of rank, zscore"):
-        make_detector("ensemble", combination="max").fit(data)
+        make_detector("ensemble", combination="mean").fit(data)
+    with pytest.raises(ParameterError, match="'latent_member' must be one of auto"):
+        make_detector("ensemble", latent_member="knn").fit(data)
 
 
-@pytest.mark.parametrize("combination", ["rank", "zscore"])
+@pytest.mark.parametrize("combination", COMBINATIONS)
 def test_a_row_scores_the_same_alone_as_in_a_batch(data, combination):
     det = make_detector("ensemble", **{**FOUR, "combination": combination}).fit(data)
     batch = det.decision_function(data[:25])
@@ -152,6 +224,16 @@ def test_saved_ensemble_is_config_plus_member_folders_without_pickle(data, tmp_p
     np.testing.assert_array_equal(loaded.transform(data[:5]), det.transform(data[:5]))
 
 
+def test_the_maps_pca_is_saved_and_loaded_with_the_members(data, tmp_path):
+    det = make_detector("ensemble", random_state=0).fit(data)
+    det.save(tmp_path / "model")
+    loaded = load_detector(tmp_path / "model")
+    assert loaded.latent_member_ == det.latent_member_
+    assert (tmp_path / "model" / "members" / det.latent_member_ / "config.json").is_file()
+    np.testing.assert_array_equal(loaded.transform(data[:9]), det.transform(data[:9]))
+    np.testing.assert_array_equal(loaded.decision_function(data), det.decision_function(data))
+
+
 def test_a_member_folder_of_the_wrong_kind_is_refused(data, tmp_path):
     det = make_detector("ensemble", **FOUR).fit(data)
     det.save(tmp_path / "model")
@@ -176,9 +258,34 @@ def test_latent_space_and_explanations_come_from_the_autoencoder_member(data):
     np.testing.assert_array_equal(
         svdd.transform(data[:7]), svdd.estimators_["deep_svdd"].transform(data[:7])
     )
-    shallow = make_detector("ensemble", **{**FOUR, "autoencoder_weight": 0.0})
-    with pytest.raises(ParameterError, match="autoencoder or Deep SVDD a weight above 0"):
-        shallow.fit(data)  # no member with a latent space: the map would have none
+    vae = make_detector("ensemble", **{**FOUR, "autoencoder_weight": 0.0, "vae_weight": 1.0})
+    vae.fit(data)
+    assert vae.latent_member_ == "vae" and vae.explanation_member() is vae.estimators_["vae"]
+
+
+def test_without_a_latent_member_a_pca_makes_the_map_and_does_not_score(data):
+    shallow = {**FOUR, "autoencoder_weight": 0.0}
+    det = make_detector("ensemble", **shallow).fit(data)
+    assert det.latent_member_ == "pca" and "pca" not in det.members_
+    pca = det.estimators_["pca"]
+    np.testing.assert_array_equal(det.transform(data[:7]), pca.transform(data[:7]))
+    assert det.explanation_member() is det
+    # Its weight is 0: the score is the combination of the other members alone.
+    own = det.member_scores(data)
+    assert set(own) == {"knn", "isolation_forest", "ecod"}
+    expected = np.mean(
+        [zscore_scale(det.estimators_[m].decision_scores_, own[m]) for m in own], axis=0
+    )
+    np.testing.assert_allclose(det.decision_function(data), expected)
+    # A latent member named with weight 0 is trained for the map only.
+    named = make_detector("ensemble", **{**shallow, "latent_member": "autoencoder"}).fit(data)
+    assert named.latent_member_ == "autoencoder" and "autoencoder" not in named.members_
+    np.testing.assert_allclose(named.decision_function(data), det.decision_function(data))
+    assert (
+        named.transform(data[:3]).shape
+        == named.estimators_["autoencoder"].transform(data[:3]).shape
+    )
+    assert named.explanation_member() is named  # it does not score, so it does not explain
 
 
 def test_progress_counts_every_members_epochs_once(data):
@@ -188,7 +295,19 @@ def test_progress_counts_every_members_epochs_once(data):
     # autoencoder 3 epochs, Deep SVDD 3 + 3, kNN, Isolation Forest and ECOD one step each
     assert [e["epoch"] for e in events] == list(range(1, 13))
     assert {e["n_epochs"] for e in events} == {12} and {e["stage"] for e in events} == {"train"}
-    assert {e["member"] for e in events} == {"autoencoder", "deep_svdd", *MEMBERS[2:]}
+    assert {e["member"] for e in events} == {
+        "autoencoder",
+        "deep_svdd",
+        "knn",
+        "isolation_forest",
+        "ecod",
+    }
+    events.clear()
+    make_detector("ensemble", random_state=0).fit(data, callback=events.append)
+    # The default's shallow members and the map's PCA: one step each.
+    det = make_detector("ensemble")
+    assert len(events) == len(det._chosen()[0]) + 1
+    assert events[-1]["member"] in MEMBERS
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])

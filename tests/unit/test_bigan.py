@@ -48,17 +48,54 @@ def test_the_score_is_alpha_reconstruction_plus_the_rest_discriminator_features(
     X = blobs
     det = make_detector("bigan", epochs=2, random_state=0)
     assert det.fit(X) is det and det.decision_scores_.shape == (len(X),)
+    assert det.hidden_dims_ == [128, 64] and det.rep_dim_ == 4  # fixed layers, derived code
     m = det.model_
     with torch.no_grad():
         x = torch.from_numpy(X)
         z = m.encoder(x)
         rebuilt = m.generator(z)
-        rec = (x - rebuilt).abs().sum(1).numpy()
-        feat = (m.discriminator(x, z)[1] - m.discriminator(rebuilt, z)[1]).abs().sum(1).numpy()
+        gap = m.discriminator(x, z)[1] - m.discriminator(rebuilt, z)[1]
+    # default: the L2 norm of both distances
+    rec, feat = (x - rebuilt).norm(dim=1).numpy(), gap.norm(dim=1).numpy()
     np.testing.assert_allclose(det.decision_function(X), 0.9 * rec + 0.1 * feat, rtol=1e-5)
     only_rec = make_detector("bigan", epochs=2, random_state=0, alpha=1.0).fit(X)
     np.testing.assert_allclose(only_rec.decision_function(X), rec, rtol=1e-5)
     np.testing.assert_allclose(det.transform(X), z.numpy(), rtol=1e-6)  # codes are E(x)
+    # the paper's L1 norm: sums of absolute differences, on the same model
+    l1 = make_detector("bigan", epochs=2, random_state=0, norm="l1").fit(X)
+    rec1, feat1 = (x - rebuilt).abs().sum(1).numpy(), gap.abs().sum(1).numpy()
+    np.testing.assert_allclose(l1.decision_function(X), 0.9 * rec1 + 0.1 * feat1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_the_kept_weights_are_those_of_the_epoch_that_rebuilds_the_training_rows_best(
+    blobs, keep_best
+):
+    from ad_core.detectors.bigan import reconstruction_error
+
+    x = torch.from_numpy(blobs)
+    det = make_detector("bigan", epochs=12, lr=1e-2, random_state=1, keep_best=keep_best)
+    errors = []
+
+    def record(event):
+        errors.append(float(reconstruction_error(det.model_, x, "l2").mean()))
+
+    det.fit(blobs, callback=record)
+    final = float(reconstruction_error(det.model_, x, "l2").mean())
+    late = errors[6:]  # only the second half of the 12 epochs competes
+    assert len(set(np.round(late, 6))) > 1  # the epochs differ, so the choice matters
+    chosen = 7 + int(np.argmin(late)) if keep_best else len(errors)
+    assert det.best_epoch_ == chosen and (chosen < 12) == keep_best
+    assert final == pytest.approx(errors[chosen - 1], rel=1e-6)
+    if keep_best:  # not the first epoch's nearly constant output, though it rebuilds best
+        assert final == pytest.approx(min(late), rel=1e-6) and final > min(errors)
+
+
+def test_an_unknown_norm_is_refused_with_the_choices(blobs):
+    from ad_core.detectors.base import ParameterError
+
+    with pytest.raises(ParameterError, match="l1"):
+        make_detector("bigan", epochs=1, norm="l3").fit(blobs)
 
 
 def test_dropout_draws_from_the_detectors_generator_not_the_global_one(blobs):
@@ -79,6 +116,7 @@ def test_saved_bigan_scores_identically(blobs, tmp_path):
     loaded = load_detector(tmp_path / "m")
     np.testing.assert_array_equal(det.decision_function(blobs), loaded.decision_function(blobs))
     np.testing.assert_array_equal(det.transform(blobs), loaded.transform(blobs))
+    assert loaded.best_epoch_ == det.best_epoch_
 
 
 def _odds(shared_data, name: str) -> tuple[np.ndarray, np.ndarray]:

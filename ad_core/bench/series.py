@@ -356,6 +356,10 @@ BIGAN_ECG_FOLDS = (0, 1, 2)
 BIGAN_NORMS, BIGAN_ALPHAS = ("l1", "l2"), (1.0, 0.9, 0.5, 0.0)
 CE_REAL, CE_REBUILT = "cross-entropy of D on (x, E(x))", "cross-entropy of D on (G(E(x)), E(x))"
 BIGAN_SCORE_PAIR = ("l1, alpha 0.9", "l2, alpha 0.9")
+#: the scores with both of A(x)'s terms, the candidates of the rule
+BIGAN_TWO_TERM_SCORES = tuple(
+    f"{norm}, alpha {alpha:g}" for norm in BIGAN_NORMS for alpha in BIGAN_ALPHAS if 0 < alpha < 1
+)
 BIGAN_SETS = ("ECG5000 validation", "thyroid", "cardio")
 SYNTHETIC_KINDS = ("spike", "shift", "flat", "amplitude", "noise")
 
@@ -749,26 +753,44 @@ def render_bigan_choice(rows: list[dict]) -> list[str]:
             values = per.get((default, name, score), [])
             cells.append(f"{_f(np.mean(values))} ({_f(min(values))})" if values else "n/a")
         lines.append(f"| {score} | " + " | ".join(cells) + " |")
-    # the rule: the highest lowest AUROC over every set and seed, among the settings shown;
-    # a tie goes to the first in table order (the default training, the paper's L1 first)
-    shown = dict.fromkeys(
-        [(t, sc) for t in trainings for sc in BIGAN_SCORE_PAIR] + [(default, sc) for sc in scores]
+
+    # The rule: the highest lowest AUROC over every set and run, among the settings shown and
+    # the scores with both of Zenati et al.'s terms (the issue's score); a tie goes to the
+    # first in table order (the default training, the paper's L1 first).
+    def lowest_of(pairs) -> dict:
+        return {
+            pair: min(min(per[(pair[0], name, pair[1])]) for name in sets)
+            for pair in pairs
+            if all((pair[0], name, pair[1]) in per for name in sets)
+        }
+
+    both = [sc for sc in scores if sc in BIGAN_TWO_TERM_SCORES]
+    lowest = lowest_of(
+        dict.fromkeys(
+            [(t, sc) for t in trainings for sc in BIGAN_SCORE_PAIR] + [(default, sc) for sc in both]
+        )
     )
-    lowest = {
-        (t, sc): min(min(per[(t, name, sc)]) for name in sets)
-        for t, sc in shown
-        if all((t, name, sc) in per for name in sets)
-    }
     best = max(lowest, key=lowest.get)
     verdict = (
         "agrees with the library's defaults"
         if best == (default, default_bigan_score())
         else f"does not agree with the library's defaults ({default_bigan_score()})"
     )
+    one_term = lowest_of((default, sc) for sc in scores if sc not in BIGAN_TWO_TERM_SCORES)
+    aside = ""
+    if one_term:
+        top = max(one_term, key=one_term.get)
+        aside = (
+            " Scores with one term only (alpha 1 or 0, the cross-entropy alone) are shown to see "
+            "what each term brings, not as candidates: the issue's score is reconstruction plus "
+            f"discriminator; the best of them, {top[1]}, reaches {_f(one_term[top])}."
+        )
     lines += [
         "",
-        f"Rule: the highest lowest AUROC over the sets and runs. The best, {best[0]} with "
-        f"{best[1]} ({_f(lowest[best])}), {verdict}. Trials that needed code changes (Adam's "
+        "Rule: the highest lowest AUROC over the sets and runs, among the training settings "
+        "with the two scores of the first table and the default training with every score of "
+        f"both terms (0 < alpha < 1). The best, {best[0]} with {best[1]} "
+        f"({_f(lowest[best])}), {verdict}.{aside} Trials that needed code changes (Adam's "
         "beta1, spectral normalisation, a moving average of the weights, other priors and "
         "widths): `ad_core/detectors/bigan.py`.",
     ]

@@ -110,6 +110,22 @@ def test_bigan_rule_picks_the_highest_lowest_auroc_and_checks_the_defaults():
             r["auroc"] = 0.95
     text = "\n".join(bench.render_bigan_choice(good))
     assert f"The best, {default} with {score} (0.950), agrees with the library's defaults" in text
+    # a one-term score (alpha 1: reconstruction alone) is shown, never picked
+    alone = good + [
+        {
+            "candidate": default,
+            "set": name,
+            "fold": 0,
+            "seed": 0,
+            "score": "l2, alpha 1",
+            "auroc": 0.99,
+        }
+        for name in bench.BIGAN_SETS
+    ]
+    text = "\n".join(bench.render_bigan_choice(alone))
+    assert "| l2, alpha 1 | 0.990 (0.990) |" in text
+    assert f"The best, {default} with {score} (0.950), agrees" in text
+    assert "the best of them, l2, alpha 1, reaches 0.990" in text
     bad = rows(0.9, 0.99)
     bad[0]["auroc"] = 0.99  # one good seed of the default does not lift its lowest
     text = "\n".join(bench.render_bigan_choice(bad))

@@ -207,3 +207,34 @@ def test_goal_lines_say_which_goals_are_met():
     assert "on the sets never used for choosing (u): met, the ensemble 0.850" in text
     assert "Cost at most 3x the autoencoder's: met, 0.50x" in text
     assert "(z), ranked as if it joined the table: 1 of 5" in text
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "wine", "digits"])
+def test_fresh_sets_are_one_class_against_a_tenth_of_the_others(name):
+    frame, _, truth = unsup.load_set(name, "unused: bundled with scikit-learn")
+    assert 0.09 < truth.mean() < 0.11
+    import sklearn.datasets
+
+    loader, normal = unsup.SKLEARN_SETS[name]
+    bunch = getattr(sklearn.datasets, loader)()
+    assert len(frame) == round(np.isin(bunch.target, normal).sum() / 0.9)
+    # the same seed draws the same rows: the set cannot change between runs
+    again, _, truth_again = unsup.load_set.__wrapped__(name, "x")
+    assert np.array_equal(frame.to_numpy(), again.to_numpy())
+    assert np.array_equal(truth, truth_again)
+
+
+def test_fresh_sets_are_reported_apart_and_never_choose(tmp_path):
+    out = tmp_path / "unsup.md"
+    argv = ["--quick", "--no-pyod", "--out", str(out)]
+    argv += ["--sets", "cardio_sample", "ecg5000_sample", "wine"]
+    assert unsup.main(argv) == 0
+    text = out.read_text()
+    main_part, fresh_part = text.split("## Fresh sets")
+    assert "on the 2 sets cardio_sample, ecg5000_sample only" in main_part
+    assert "| wine |" not in main_part and " wine " not in main_part.split("## AUROC")[1]
+    table = fresh_part.split("### AUROC")[1].split("### AUPRC")[0]
+    assert "| detector | wine | mean | mean rank |" in table
+    assert "| **ensemble** |" in table and "The ensemble:" in fresh_part
+    # only fresh sets: nothing to choose on, said in a sentence
+    assert unsup.main(["--quick", "--no-pyod", "--sets", "wine", "--out", str(out)]) == 2

@@ -683,13 +683,28 @@ def reduce_series(n_points: int, max_points: int = SERIES_MAX_POINTS) -> np.ndar
 
 
 def _bucket_extremes(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (positions, values): the min and the max of each bucket, in time order."""
-    lo_pos, hi_pos = [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        chunk = values[a:b]
-        lo_pos.append(a + int(np.nanargmin(chunk)))
-        hi_pos.append(a + int(np.nanargmax(chunk)))
-    pos = np.sort(np.unique(np.r_[lo_pos, hi_pos]))
+    """Return (positions, values): the min and the max of each bucket, in time order.
+
+    Buckets are ``values[edges[i]:edges[i + 1]]`` (``edges`` increasing). Ties go to the
+    first position and NaN is skipped (as ``np.nanargmin``); an all-NaN bucket gives its first
+    position. Vectorised: each bucket's extreme by ``reduceat``, then its first position.
+    """
+    edges = np.asarray(edges, dtype=np.int64)
+    span = np.asarray(values[edges[0] : edges[-1]], dtype=np.float64)
+    starts = edges[:-1] - edges[0]
+    bucket = np.repeat(np.arange(starts.size), np.diff(edges))
+
+    def first_at(extreme: np.ndarray) -> np.ndarray:
+        at = starts.copy()  # all-NaN buckets keep their first position
+        hits = np.flatnonzero(span == extreme[bucket])
+        first = np.r_[True, bucket[hits][1:] != bucket[hits][:-1]]
+        at[bucket[hits][first]] = hits[first]
+        return at
+
+    with np.errstate(invalid="ignore"):
+        lo = first_at(np.fmin.reduceat(span, starts))
+        hi = first_at(np.fmax.reduceat(span, starts))
+    pos = np.unique(np.r_[lo, hi]) + edges[0]
     return pos, values[pos]
 
 

@@ -862,7 +862,7 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
     score per point by the run's rule. A DataError says why a frame cannot be one.
     """
     if run.series is not None:
-        return _score_series(run, frame, chunk_rows)
+        return _score_series(run, frame)  # windows are built in bounded chunks there
     out = np.empty(len(frame), dtype=np.float64)
     for lo in range(0, len(frame), int(chunk_rows)):
         chunk = frame.iloc[lo : lo + int(chunk_rows)]
@@ -872,7 +872,7 @@ def score(run: SavedRun, frame: Any, chunk_rows: int = SCORE_CHUNK_ROWS) -> np.n
     return out
 
 
-def _score_series(run: SavedRun, frame: Any, chunk_rows: int) -> np.ndarray:
+def _score_series(run: SavedRun, frame: Any) -> np.ndarray:
     from ad_core.series import point_scores
     from ad_core.series_runs import over_windows, series_points
 

@@ -66,12 +66,27 @@ image_shape = c2.text_input(
     help="Image augmentations (rotation, flip, cutout, blur, pixel noise) are offered when "
     "each row is an image stored pixel by pixel.",
 )
+# The extra detectors are picked below the augmentations on the page, but first in the code:
+# one call of augmentation_candidates then builds every candidate.
+augmentations_box, extra_box = st.container(), st.container()
+others = [
+    d.name
+    for d in list_detectors()
+    if d.uses_labels == "no" and d.name not in (BASELINE, detector) and d.name != "ensemble"
+]
+extra = extra_box.multiselect(
+    "Also compare (default settings)",
+    others,
+    format_func=lambda n: get_detector_info(n).title,
+    key="choose_extra",
+)
 try:
     offered = augmentation_candidates(
         detector,
         n_features=n_features,
         image_shape=image_shape.strip() or None,
         base_params={"random_state": APP_RANDOM_STATE},
+        extra_detectors=extra,
         baseline=BASELINE,
     )
 except ValueError as exc:  # a malformed image shape
@@ -79,22 +94,11 @@ except ValueError as exc:  # a malformed image shape
     st.stop()
 by_name = {c.name: c for c in offered}
 augmented = [c.name for c in offered if c.augmentation]
-picked = st.multiselect(
+picked = augmentations_box.multiselect(
     "Augmentations to try (each trains one run)",
     augmented,
     default=augmented,
     key=f"choose_augmentations.{detector}.{n_features}",
-)
-others = [
-    d.name
-    for d in list_detectors()
-    if d.uses_labels == "no" and d.name not in (BASELINE, detector) and d.name != "ensemble"
-]
-extra = st.multiselect(
-    "Also compare (default settings)",
-    others,
-    format_func=lambda n: get_detector_info(n).title,
-    key="choose_extra",
 )
 st.caption(
     f"The plain {get_detector_info(BASELINE).title.lower()} is always compared: the "
@@ -102,19 +106,7 @@ st.caption(
     "on every row, with their default settings and the app's seed; each is a run of its own "
     "on the Runs page."
 )
-chosen = [by_name[n] for n in picked] + [by_name[BASELINE]]
-if extra:
-    chosen += [
-        c
-        for c in augmentation_candidates(
-            detector,
-            n_features=n_features,
-            base_params={"random_state": APP_RANDOM_STATE},
-            extra_detectors=extra,
-            baseline=None,
-        )
-        if c.name in extra
-    ]
+chosen = [by_name[n] for n in picked] + [by_name[BASELINE]] + [by_name[n] for n in extra]
 
 job = choice_job(ws, view.dataset_id)
 busy = job is not None and job.running

@@ -126,3 +126,27 @@ def test_series_figure_standardises_several_columns_and_keeps_raw_values_in_hove
     a, b, _ = fig.data
     assert abs(np.mean(a.y)) < 1e-9 and abs(np.std(a.y) - 1) < 1e-9
     assert a.customdata[-1][0] == 99_000.0
+
+
+def test_bucket_extremes_are_each_buckets_first_min_and_max_nan_skipped():
+    from ad_core.plots import _bucket_extremes
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(20, 2000))
+        # ties (integers) and NaN, in buckets of uneven sizes not starting at 0
+        v = rng.integers(0, 4, n).astype(float) if trial % 2 else rng.normal(size=n)
+        v[rng.random(n) < 0.1] = np.nan
+        cuts = np.sort(rng.choice(np.arange(2, n - 1), int(rng.integers(1, 15)), replace=False))
+        edges = np.unique(np.r_[1, cuts, n])
+        pairs = list(zip(edges[:-1], edges[1:], strict=True))
+        edges = edges[[not np.isnan(v[a:b]).all() for a, b in pairs] + [True]]
+        expected = set()
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            expected |= {a + int(np.nanargmin(v[a:b])), a + int(np.nanargmax(v[a:b]))}
+        pos, values = _bucket_extremes(v, edges)
+        assert pos.tolist() == sorted(expected)
+        assert np.array_equal(values, v[pos], equal_nan=True)
+    # an all-NaN bucket shows its first point instead of failing
+    pos, _ = _bucket_extremes(np.array([1.0, np.nan, np.nan, 3.0]), np.array([0, 1, 3, 4]))
+    assert pos.tolist() == [0, 1, 3]

@@ -18,7 +18,7 @@ from torch import nn
 
 from ad_core.detectors.base import DetectorInfo
 from ad_core.detectors.torch_base import COMMON_DEEP_PARAMS, TorchDetector
-from ad_core.nn import MLP, fit_module
+from ad_core.nn import MLP
 
 
 class AutoEncoderModel(nn.Module):
@@ -83,24 +83,13 @@ class AutoEncoder(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
+        self._store_params(locals())
 
     def _build(self, n_features: int) -> nn.Module:
         return AutoEncoderModel(n_features, self.hidden_dims_, self.rep_dim_)
 
     def _train(self, model, X, y, gen, callback: Callable | None) -> None:
-        losses = fit_module(
-            model, _ae_loss, (X,), self._config(), generator=gen, callback=callback, stage="train"
-        )
-        self._record("train", losses)
+        self._train_on(model, _ae_loss, X, gen, callback)
 
     def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
         return reconstruction_error(self.model_, X)

@@ -101,7 +101,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -109,8 +108,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ad_core.detectors.base import DetectorInfo, ParamSpec
-from ad_core.detectors.torch_base import COMMON_DEEP_PARAMS, TorchDetector
-from ad_core.nn import MLP, fit_module
+from ad_core.detectors.torch_base import TorchDetector, deep_params
+from ad_core.nn import MLP
 
 _SLOPE = 0.2  # LeakyReLU slope of Zenati et al.'s networks
 #: the score's norms: the order p of ||.||_p
@@ -253,15 +252,11 @@ class BiGAN(TorchDetector):
                 "those of the last epoch.",
             ),
             ParamSpec("dropout", "float", "Dropout rate in the discriminator.", low=0.0, high=0.9),
-            *(
-                replace(
-                    spec,
-                    help="Widths of the encoder's hidden layers (the generator's reversed; the "
-                    "discriminator as wide as the first), e.g. 128,64. Empty = 128,64.",
-                )
-                if spec.name == "hidden_dims"
-                else spec
-                for spec in COMMON_DEEP_PARAMS
+            *deep_params(
+                hidden_dims={
+                    "help": "Widths of the encoder's hidden layers (the generator's reversed; "
+                    "the discriminator as wide as the first), e.g. 128,64. Empty = 128,64."
+                }
             ),
         ),
     )
@@ -283,19 +278,7 @@ class BiGAN(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.alpha = alpha
-        self.norm = norm
-        self.keep_best = keep_best
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
+        self._store_params(locals())
 
     def _architecture(self, n_features: int) -> tuple[list[int], int]:
         """Return (hidden widths, code size): ``DEFAULT_HIDDEN`` and the derived code unless set."""
@@ -332,13 +315,10 @@ class BiGAN(TorchDetector):
                     best.update(error=error, epoch=event["epoch"], state=state)
             return callback(event) if callback is not None else None
 
-        losses = fit_module(
-            model, loss, (X,), self._config(), generator=gen, callback=keep_best, stage="train"
-        )
+        losses = self._train_on(model, loss, X, gen, keep_best)
         if best["state"] is not None:
             model.load_state_dict(best["state"])
         self.best_epoch_ = int(best["epoch"]) if best["state"] is not None else len(losses)
-        self._record("train", losses)
 
     def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
         reconstruction, feature_distance = score_terms(self.model_, X, str(self.norm))

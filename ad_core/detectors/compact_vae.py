@@ -108,7 +108,7 @@ from ad_core.data import DataError
 from ad_core.detectors.base import DetectorInfo, ParamSpec, validate_features
 from ad_core.detectors.torch_base import COMMON_DEEP_PARAMS, TorchDetector
 from ad_core.detectors.vae import kl_to_standard_normal
-from ad_core.nn import MLP, fit_module, make_generator, predict_batched
+from ad_core.nn import MLP
 
 _LOG_2PI = math.log(2.0 * math.pi)
 IMAGE_SIDE = 28
@@ -567,21 +567,7 @@ class CompactVAE(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.compactness = compactness
-        self.lipschitz_constant = lipschitz_constant
-        self.n_samples = n_samples
-        self.score = score
-        self.network = network
-        self.likelihood = likelihood
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
+        self._store_params(locals())
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_settings(self, X: np.ndarray) -> None:
@@ -659,11 +645,8 @@ class CompactVAE(TorchDetector):
             step += 1
             return (-m.log_lik(x, z, calibrate=True) + kl).mean()
 
-        losses = fit_module(
-            model, loss, (X,), self._config(), generator=gen, callback=callback, stage="train"
-        )
+        self._train_on(model, loss, X, gen, callback)
         model.calibrate_noise_(X, gen)
-        self._record("train", losses)
 
     # -- scoring ------------------------------------------------------------------------------
     def _monte_carlo_tensor(self, X: torch.Tensor) -> torch.Tensor:
@@ -683,11 +666,8 @@ class CompactVAE(TorchDetector):
 
     def _monte_carlo(self, X: np.ndarray) -> np.ndarray:
         # One generator per call keeps repeated calls identical.
-        seed = self.random_state if self.random_state is not None else 0
-        self._score_gen = make_generator(seed)
-        self.model_.eval()
-        out = predict_batched(self._monte_carlo_tensor, self._to_tensor(X), self.score_batch_size)
-        return out.detach().cpu().numpy().astype(np.float64)
+        self._score_gen = self._scoring_generator()
+        return self._predict(self._monte_carlo_tensor, X)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         column = 0 if self.score == "hole" else 1

@@ -50,9 +50,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ad_core.detectors.base import CONTAMINATION_PARAM, SEED_PARAM, DetectorInfo, ParamSpec
-from ad_core.detectors.torch_base import TorchDetector
-from ad_core.nn import fit_module, predict_batched
+from ad_core.detectors.base import DetectorInfo, ParamSpec
+from ad_core.detectors.torch_base import TorchDetector, deep_params
+from ad_core.nn import predict_batched
 
 GOAD_PARAMS = (
     ParamSpec(
@@ -85,18 +85,10 @@ GOAD_PARAMS = (
         low=0.0,
         high=100.0,
     ),
-    ParamSpec("epochs", "int", "Passes over the training data.", low=1, high=1000),
-    ParamSpec("batch_size", "int", "Rows per optimisation step.", low=8, high=8192, log=True),
-    ParamSpec("lr", "float", "Adam learning rate.", low=1e-5, high=1e-1, log=True),
-    ParamSpec("weight_decay", "float", "L2 penalty on the weights (Adam).", low=0.0, high=1e-1),
-    ParamSpec(
-        "hidden_dims",
-        "int_list",
-        "Widths of the feature network's hidden layers (DeepOD: 8,8,8,8).",
+    *deep_params(
+        hidden_dims={"help": "Widths of the feature network's hidden layers (DeepOD: 8,8,8,8)."},
+        rep_dim={"help": "Size of the feature vector (DeepOD: 8)."},
     ),
-    ParamSpec("rep_dim", "int", "Size of the feature vector (DeepOD: 8).", low=1, high=512),
-    CONTAMINATION_PARAM,
-    SEED_PARAM,
 )
 
 
@@ -183,6 +175,7 @@ class GOAD(TorchDetector):
     )
     #: rows per scoring batch: scoring builds a rows x M x M distance tensor
     score_batch_size = 256
+    derived_widths = False
 
     def __init__(
         self,
@@ -201,22 +194,7 @@ class GOAD(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.n_transforms = n_transforms
-        self.transform_dim = transform_dim
-        self.alpha = alpha
-        self.margin = margin
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
-
-    def _architecture(self, n_features: int) -> tuple[list[int], int]:
-        return [int(h) for h in self.hidden_dims], int(self.rep_dim)
+        self._store_params(locals())
 
     def _build(self, n_features: int) -> nn.Module:
         return GOADModel(
@@ -230,21 +208,11 @@ class GOAD(TorchDetector):
             for m in model.modules():
                 if isinstance(m, nn.Linear):
                     nn.init.xavier_normal_(m.weight, gain=math.sqrt(2.0), generator=gen)
-            rng = np.random.default_rng(
-                None if self.random_state is None else [int(self.random_state), 11]
-            )
-            maps = rng.standard_normal(tuple(model.maps.shape), dtype=np.float32)
+            maps = self._numpy_rng(11).standard_normal(tuple(model.maps.shape), dtype=np.float32)
             model.maps.copy_(torch.from_numpy(maps))
-        losses = fit_module(
-            model,
-            _make_goad_loss(float(self.alpha), float(self.margin)),
-            (X,),
-            self._config(),
-            generator=gen,
-            callback=callback,
-            stage="train",
+        self._train_on(
+            model, _make_goad_loss(float(self.alpha), float(self.margin)), X, gen, callback
         )
-        self._record("train", losses)
         model.eval()
         feats_mean = predict_batched(
             lambda b: model.features(b).sum(dim=0, keepdim=True), X, self.score_batch_size

@@ -54,9 +54,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ad_core.detectors.base import CONTAMINATION_PARAM, SEED_PARAM, DetectorInfo, ParamSpec
-from ad_core.detectors.torch_base import TorchDetector
-from ad_core.nn import MLP, fit_module
+from ad_core.detectors.base import DetectorInfo, ParamSpec
+from ad_core.detectors.torch_base import TorchDetector, deep_params
+from ad_core.nn import MLP
 
 #: networks with bias terms (both reference codes have none; see the module docstring)
 BIAS = True
@@ -93,14 +93,10 @@ NEUTRAL_PARAMS = (
         high=1024,
         log=True,
     ),
-    ParamSpec("epochs", "int", "Passes over the training data.", low=1, high=1000),
-    ParamSpec("batch_size", "int", "Rows per optimisation step.", low=8, high=8192, log=True),
-    ParamSpec("lr", "float", "Adam learning rate.", low=1e-5, high=1e-1, log=True),
-    ParamSpec("weight_decay", "float", "L2 penalty on the weights (Adam).", low=0.0, high=1e-1),
-    ParamSpec("hidden_dims", "int_list", "Widths of the encoder's hidden layers (DeepOD: 100,50)."),
-    ParamSpec("rep_dim", "int", "Size of the embedding (DeepOD: 128).", low=1, high=1024),
-    CONTAMINATION_PARAM,
-    SEED_PARAM,
+    *deep_params(
+        hidden_dims={"help": "Widths of the encoder's hidden layers (DeepOD: 100,50)."},
+        rep_dim={"help": "Size of the embedding (DeepOD: 128).", "high": 1024},
+    ),
 )
 
 
@@ -180,6 +176,7 @@ class NeuTraLAD(TorchDetector):
         ),
         params=NEUTRAL_PARAMS,
     )
+    derived_widths = False
 
     def __init__(
         self,
@@ -198,22 +195,7 @@ class NeuTraLAD(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.n_transforms = n_transforms
-        self.transform_type = transform_type
-        self.temperature = temperature
-        self.transform_width = transform_width
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
-
-    def _architecture(self, n_features: int) -> tuple[list[int], int]:
-        return [int(h) for h in self.hidden_dims], int(self.rep_dim)
+        self._store_params(locals())
 
     def _build(self, n_features: int) -> nn.Module:
         return NeuTraLADModel(
@@ -231,13 +213,7 @@ class NeuTraLAD(TorchDetector):
         def loss(m: NeuTraLADModel, x: torch.Tensor) -> torch.Tensor:
             return contrastive_loss(m(x), temperature).mean()
 
-        losses = fit_module(
-            model, loss, (X,), self._config(), generator=gen, callback=callback, stage="train"
-        )
-        self._record("train", losses)
+        self._train_on(model, loss, X, gen, callback)
 
     def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
         return contrastive_loss(self.model_(X), float(self.temperature))
-
-    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
-        return self.model_.encoder(X)

@@ -54,7 +54,7 @@ from ad_core import augment as aug
 from ad_core.data.errors import DataError
 from ad_core.detectors.base import DetectorInfo, ParameterError, ParamSpec
 from ad_core.detectors.torch_base import COMMON_DEEP_PARAMS, TorchDetector
-from ad_core.nn import MLP, fit_module
+from ad_core.nn import MLP
 
 #: the augmentations' strengths together span this range; each one's own is checked in fit
 _STRENGTH_LOW = min(a.strength_range[0] for a in aug.AUGMENTATIONS.values())
@@ -131,11 +131,6 @@ def _make_loss(make_augmented: Callable[[np.ndarray], np.ndarray]) -> Callable[.
     return loss
 
 
-def augmentation_rng(random_state: int | None) -> np.random.Generator:
-    """Return the numpy generator of the augmentation draws (its own stream of the seed)."""
-    return np.random.default_rng(None if random_state is None else [int(random_state), 7])
-
-
 class SSLClassifier(TorchDetector):
     info = DetectorInfo(
         name="ssl_classifier",
@@ -176,18 +171,7 @@ class SSLClassifier(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.augmentation = augmentation
-        self.strength = strength
-        self.image_shape = image_shape
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
+        self._store_params(locals())
 
     @property
     def augmentation_name_(self) -> str:
@@ -205,7 +189,7 @@ class SSLClassifier(TorchDetector):
             centres=entry.needs_centres,
             random_state=None if self.random_state is None else int(self.random_state),
         )
-        self._rng = augmentation_rng(self.random_state)
+        self._rng = self._numpy_rng(7)  # the augmentation draws' own stream of the seed
         super()._fit(X, y, callback)
 
     def _build(self, n_features: int) -> nn.Module:
@@ -218,16 +202,7 @@ class SSLClassifier(TorchDetector):
         )
 
     def _train(self, model, X, y, gen, callback: Callable | None) -> None:
-        losses = fit_module(
-            model,
-            _make_loss(self.augmented),
-            (X,),
-            self._config(),
-            generator=gen,
-            callback=callback,
-            stage="train",
-        )
-        self._record("train", losses)
+        self._train_on(model, _make_loss(self.augmented), X, gen, callback)
 
     def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
         return self.model_(X)

@@ -1,15 +1,18 @@
 """Base class of the deep detectors: device handling, seeding, batched scoring, weights I/O.
 
 A deep detector owns data handling and training; its ``nn.Module`` (``model_``) owns only the
-forward pass (PyOD's split). Subclasses implement ``_build``, ``_train`` and ``_score_tensor``.
+forward pass (PyOD's split). Subclasses implement ``_build``, ``_train`` and ``_score_tensor``;
+the helpers below hold what they would otherwise each repeat: storing the constructor's
+settings, the one training call, batched prediction and the seeded generators of scoring.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -18,6 +21,7 @@ from torch import nn
 from ad_core.detectors.base import CONTAMINATION_PARAM, SEED_PARAM, BaseDetector, ParamSpec
 from ad_core.nn import (
     TrainConfig,
+    fit_module,
     init_module,
     make_generator,
     predict_batched,
@@ -50,6 +54,20 @@ COMMON_DEEP_PARAMS = (
 )
 
 
+def deep_params(**changes: dict[str, Any]) -> tuple[ParamSpec, ...]:
+    """Return ``COMMON_DEEP_PARAMS`` with fields of the named specs changed.
+
+    E.g. ``deep_params(rep_dim={"help": "Size of the embedding.", "high": 1024})``.
+    """
+    unknown = set(changes) - {spec.name for spec in COMMON_DEEP_PARAMS}
+    if unknown:
+        raise TypeError(f"deep_params: no common deep parameter named {sorted(unknown)}")
+    return tuple(
+        replace(spec, **changes[spec.name]) if spec.name in changes else spec
+        for spec in COMMON_DEEP_PARAMS
+    )
+
+
 class TorchDetector(BaseDetector):
     """Deep detector skeleton; ``model_`` is the fitted ``nn.Module``."""
 
@@ -60,6 +78,9 @@ class TorchDetector(BaseDetector):
         "rep_dim_",
     )
     score_batch_size: ClassVar[int] = 32768
+    #: False: ``hidden_dims`` and ``rep_dim`` are used as given (their defaults are set, so
+    #: nothing is derived from the number of features)
+    derived_widths: ClassVar[bool] = True
 
     # -- hooks ------------------------------------------------------------------------------
     def _build(self, n_features: int) -> nn.Module:
@@ -82,11 +103,23 @@ class TorchDetector(BaseDetector):
         return self.model_.encoder(X)
 
     # -- shared machinery -----------------------------------------------------------------
+    def _store_params(self, params: dict[str, Any]) -> None:
+        """Store the constructor's arguments, its ``locals()``, as attributes of the same names.
+
+        scikit-learn's rule: ``__init__`` only stores its keyword arguments. Each detector
+        still writes out its signature, from which ``get_params`` and the registry read them.
+        """
+        for name, value in params.items():
+            if name != "self" and not name.startswith("__"):  # not super()'s __class__ cell
+                setattr(self, name, value)
+
     def _input_dtype(self):
         return np.float32
 
     def _architecture(self, n_features: int) -> tuple[list[int], int]:
         """Return (hidden widths, representation size): explicit settings or data-derived."""
+        if not self.derived_widths:
+            return [int(h) for h in self.hidden_dims], int(self.rep_dim)
         hidden, rep = widths_for(n_features)
         if self.hidden_dims:
             hidden = [int(h) for h in self.hidden_dims]
@@ -104,6 +137,21 @@ class TorchDetector(BaseDetector):
         )
         base.update(overrides)
         return TrainConfig(**base)
+
+    def _train_on(
+        self,
+        model: nn.Module,
+        loss: Callable[..., torch.Tensor],
+        X: torch.Tensor,
+        gen: torch.Generator,
+        callback: Callable | None,
+    ) -> list[float]:
+        """Train ``model`` on ``loss`` over the rows ``X`` (stage "train"); record the losses."""
+        losses = fit_module(
+            model, loss, (X,), self._config(), generator=gen, callback=callback, stage="train"
+        )
+        self._record("train", losses)
+        return losses
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, callback: Callable | None) -> None:
         self.device_ = resolve_device(getattr(self, "device", "auto"))
@@ -133,15 +181,30 @@ class TorchDetector(BaseDetector):
         device = getattr(self, "device_", torch.device("cpu"))
         return torch.from_numpy(X).to(device)
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _predict(self, fn: Callable[[torch.Tensor], torch.Tensor], X: np.ndarray) -> np.ndarray:
+        """Return ``fn`` of the rows of ``X``, in eval mode and batches, as float64 numpy."""
         self.model_.eval()
-        out = predict_batched(self._score_tensor, self._to_tensor(X), self.score_batch_size)
+        out = predict_batched(fn, self._to_tensor(X), self.score_batch_size)
         return out.detach().cpu().numpy().astype(np.float64)
 
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return self._predict(self._score_tensor, X)
+
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        self.model_.eval()
-        out = predict_batched(self._transform_tensor, self._to_tensor(X), self.score_batch_size)
-        return out.detach().cpu().numpy().astype(np.float64)
+        return self._predict(self._transform_tensor, X)
+
+    def _scoring_generator(self) -> torch.Generator:
+        """Return a torch generator seeded afresh from ``random_state`` (0 when unset).
+
+        Scoring draws from a new one on every call, so a fitted model always gives the same
+        scores.
+        """
+        return make_generator(self.random_state if self.random_state is not None else 0)
+
+    def _numpy_rng(self, stream: int) -> np.random.Generator:
+        """Return the numpy generator of the seed's own stream ``stream`` (unseeded without)."""
+        seed = None if self.random_state is None else [int(self.random_state), stream]
+        return np.random.default_rng(seed)
 
     def _save_weights(self, path: Path) -> None:
         state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}

@@ -23,13 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from ad_core.detectors.base import DetectorInfo, ParamSpec
 from ad_core.detectors.torch_base import COMMON_DEEP_PARAMS, TorchDetector
-from ad_core.nn import MLP, fit_module, make_generator, predict_batched
+from ad_core.nn import MLP
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -118,18 +117,7 @@ class VAE(TorchDetector):
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
-        self.beta = beta
-        self.n_samples = n_samples
-        self.score = score
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.hidden_dims = hidden_dims
-        self.rep_dim = rep_dim
-        self.contamination = contamination
-        self.random_state = random_state
-        self.device = device
+        self._store_params(locals())
 
     def _build(self, n_features: int) -> nn.Module:
         return VAEModel(n_features, self.hidden_dims_, self.rep_dim_)
@@ -143,24 +131,15 @@ class VAE(TorchDetector):
             z = mu + eps * torch.exp(0.5 * logvar)
             return (m.neg_log_lik(x, z) + beta * kl_to_standard_normal(mu, logvar)).mean()
 
-        losses = fit_module(
-            model, loss, (X,), self._config(), generator=gen, callback=callback, stage="train"
-        )
-        self._record("train", losses)
+        self._train_on(model, loss, X, gen, callback)
 
     def _score(self, X):
         # The same n_samples noise vectors serve every row, drawn from a generator seeded
         # afresh on each call: a row's score does not depend on which other rows are scored
         # with it, nor on the batch size, and no state is kept on the (shared) detector.
-        seed = self.random_state if self.random_state is not None else 0
-        eps = torch.randn(int(self.n_samples), int(self.rep_dim_), generator=make_generator(seed))
-        self.model_.eval()
-        out = predict_batched(
-            lambda x: self._score_with_noise(x, eps.to(x.device)),
-            self._to_tensor(X),
-            self.score_batch_size,
-        )
-        return out.detach().cpu().numpy().astype(np.float64)
+        gen = self._scoring_generator()
+        eps = torch.randn(int(self.n_samples), int(self.rep_dim_), generator=gen)
+        return self._predict(lambda x: self._score_with_noise(x, eps.to(x.device)), X)
 
     def _score_with_noise(self, X: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         m: VAEModel = self.model_

@@ -15,12 +15,24 @@ ranking can be trusted:
 Labels use the app's convention (:mod:`ad_core.store`, :mod:`ad_core.runs`): 1 anomaly,
 0 normal, -1 unlabelled. Only labelled rows count; the ranking states how many it rests on.
 
-Uncertainty: a *paired, stratified* bootstrap over the labelled rows: each of ``n_boot``
-resamples draws the labelled anomalies and the labelled normals with replacement (so every
-resample has both classes, as the pROC package does for AUROC intervals) and scores every
-candidate on the same resample. The percentile intervals of AUROC and AUPRC follow, and for
-each candidate the interval of its AUROC difference to the leader: when that interval
-contains 0, the labels are too few to tell the two apart, and the statement says so.
+Uncertainty. Each candidate's AUROC and AUPRC get percentile intervals from a *stratified*
+bootstrap over the labelled rows: each of ``n_boot`` resamples draws the labelled anomalies and
+the labelled normals with replacement (every resample has both classes, as the pROC package
+does for AUROC intervals). They describe; they do not decide.
+
+Whether the labels tell a candidate from the leader is decided by DeLong, DeLong &
+Clarke-Pearson's (Biometrics 1988) paired comparison of AUROCs on the same rows: the gap's
+variance from each labelled row's placement values (computed from mid-ranks, Sun & Xu 2014,
+ties counting one half), a Student-t interval with one degree of freedom fewer than the
+smaller class (with few labelled anomalies the normal approximation claims too much), and
+the confidence widened Bonferroni-style for the number of candidates compared with the
+leader (the leader is picked from the same labels, and every comparison is one more chance to
+claim a difference that is not there). Below ``MIN_TO_TELL`` labelled rows of either class
+no gap is called at all: the statement asks for more labels. Why not the bootstrap of the
+gap, as before: with a handful of labelled anomalies the resamples are too few distinct
+draws and the intervals far too narrow; of two equally good candidates, one anomaly and 50
+normals labelled, it called a winner in 61 % of simulated label sets (2: 29 %, 5: 15 %, 10:
+11 %, 20: 6 %; 5 % was the aim). This rule's rates are in tests/unit/test_selection.py.
 """
 
 from __future__ import annotations
@@ -52,6 +64,8 @@ DEFAULT_BOOT = 1000
 DEFAULT_CONFIDENCE = 0.95
 #: below this many anomaly x normal pairs, bootstrap AUROCs compare pairs instead of ranking
 PAIRWISE_LIMIT = 20_000
+#: fewer labelled anomalies (or normals) than this, and no two candidates are told apart
+MIN_TO_TELL = 5
 
 
 class SelectionError(ValueError):
@@ -71,7 +85,8 @@ class CandidateResult:
     auprc: float
     auprc_low: float
     auprc_high: float
-    #: the leader's AUROC minus this one's, and the paired bootstrap interval of that difference
+    #: the leader's AUROC minus this one's, and DeLong's paired interval of that difference
+    #: (Student-t, widened for the number of comparisons; NaN below MIN_TO_TELL labels)
     gap: float
     gap_low: float
     gap_high: float
@@ -121,10 +136,17 @@ class Ranking:
         if len(self.results) == 1:
             return " ".join(text)
         close = [r for r in self.results[1:] if not r.distinguishable]
-        if not close:
+        if min(self.n_anomalies, self.n_normals) < MIN_TO_TELL:
+            text.append(
+                f"Too few labels to tell any two candidates apart: label at least "
+                f"{MIN_TO_TELL} anomalies and {MIN_TO_TELL} normal rows (better 20 or more "
+                "anomalies) before trusting this order."
+            )
+        elif not close:
             text.append(
                 "The labels are enough to tell the leader from every other candidate "
-                f"(each AUROC gap's {pct} interval excludes 0)."
+                f"(each AUROC gap's {pct} interval, widened for the "
+                f"{len(self.results) - 1} comparisons, excludes 0)."
             )
         else:
             names = ", ".join(
@@ -193,6 +215,32 @@ def _check_score_table(scores: Mapping[str, Any]) -> tuple[list[str], np.ndarray
             raise SelectionError(f"The scores of {name!r} contain missing or infinite values.")
         rows.append(s)
     return names, np.vstack(rows)
+
+
+def _delong_gap_se(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return (standard errors of every pairwise AUROC difference, degrees of freedom).
+
+    ``pos``: (candidates, m) scores of the labelled anomalies, ``neg``: (candidates, n) of the
+    normals. DeLong et al.'s placement values from mid-ranks (Sun & Xu 2014): V10 (one per
+    anomaly: the share of normals it outranks) and V01 (one per normal: the share of
+    anomalies that outrank it), ties one half; Var(A_a - A_b) = Var(V10_a - V10_b) / m +
+    Var(V01_a - V01_b) / n. The degrees of freedom, min(m, n) - 1, are 0 with one row of a
+    class (no interval then).
+    """
+    from scipy.stats import rankdata
+
+    m, n = pos.shape[1], neg.shape[1]
+    both = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    v10 = (both[:, :m] - rankdata(pos, axis=1)) / n
+    v01 = 1.0 - (both[:, m:] - rankdata(neg, axis=1)) / m
+    df = min(m, n) - 1
+    if df < 1:
+        return np.full((pos.shape[0],) * 2, np.nan), df
+    s10, s01 = np.atleast_2d(np.cov(v10)), np.atleast_2d(np.cov(v01))
+    var_a = np.diag(s10) / m + np.diag(s01) / n
+    cov_ab = s10 / m + s01 / n
+    var = np.maximum(var_a[:, None] + var_a[None, :] - 2.0 * cov_ab, 0.0)
+    return np.sqrt(var), df
 
 
 def bootstrap_auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -264,6 +312,7 @@ def rank_candidates(
     point_roc = bootstrap_auroc(table[:, anomalies], table[:, normals])
     point_pr = bootstrap_auprc(table[:, anomalies], table[:, normals])
 
+    gap_se, df = _delong_gap_se(table[:, anomalies], table[:, normals])
     rng = np.random.default_rng(random_state)
     pick_a = rng.integers(0, anomalies.size, size=(int(n_boot), anomalies.size))
     pick_n = rng.integers(0, normals.size, size=(int(n_boot), normals.size))
@@ -280,12 +329,25 @@ def rank_candidates(
     lead = order[0]
     tail = (1.0 - confidence) / 2.0
     q = [tail, 1.0 - tail]
+    # Bonferroni over every pair of candidates: the leader is picked from the same labels, so
+    # "the leader beats i" is one of all the pairwise claims, whose error this bounds.
+    from scipy.stats import t as student_t
+
+    pairs = max(len(names) * (len(names) - 1) // 2, 1)
+    t_crit = student_t.ppf(1.0 - tail / pairs, df) if df >= 1 else np.nan
+    enough = min(anomalies.size, normals.size) >= MIN_TO_TELL
     results = []
     for rank, i in enumerate(order, start=1):
         roc_lo, roc_hi = np.quantile(boot_roc[i], q)
         pr_lo, pr_hi = np.quantile(boot_pr[i], q)
-        gaps = boot_roc[lead] - boot_roc[i]
-        gap_lo, gap_hi = np.quantile(gaps, q) if i != lead else (0.0, 0.0)
+        gap = float(point_roc[lead] - point_roc[i])
+        if i == lead:
+            gap_lo = gap_hi = 0.0
+        elif enough:
+            half = float(t_crit * gap_se[lead, i])
+            gap_lo, gap_hi = gap - half, gap + half
+        else:
+            gap_lo = gap_hi = float("nan")
         results.append(
             CandidateResult(
                 name=names[i],
@@ -296,10 +358,10 @@ def rank_candidates(
                 auprc=float(point_pr[i]),
                 auprc_low=float(pr_lo),
                 auprc_high=float(pr_hi),
-                gap=float(point_roc[lead] - point_roc[i]),
+                gap=gap,
                 gap_low=float(gap_lo),
                 gap_high=float(gap_hi),
-                distinguishable=bool(i != lead and gap_lo > 0.0),
+                distinguishable=bool(i != lead and enough and gap_lo > 0.0),
             )
         )
     return Ranking(

@@ -9,6 +9,7 @@ candidate is a saved run the Runs page lists and one click can make current. The
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from ad_core.runs import TrainingSetup
 from ad_core.selection import Candidate
 from ad_core.store import Workspace
 from ad_studio_ui.training import get_job, start_training
+
+logger = logging.getLogger(__name__)
 
 #: the workspace setting holding a dataset's last candidate set: [{name, run, detector}]
 CHOICE_KEY = "choice_runs.{dataset_id}"
@@ -39,7 +42,9 @@ class ChoiceJob:
     runs: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     current: str | None = None
-    status: str = "running"  # running | done | cancelled
+    status: str = "running"  # running | done | cancelled | failed
+    #: why the comparison itself stopped (status "failed"), in words
+    error: str | None = None
     started: float = field(default_factory=time.time)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -125,6 +130,8 @@ def start_choice(
                     setup=TrainingSetup(),
                 )
                 job.runs[cand.name] = train.run_id
+                if job.cancel_requested.is_set():  # a cancel before the run was known
+                    train.cancel()
                 train.wait()
                 if train.status == "cancelled":
                     job.status = "cancelled"
@@ -141,6 +148,10 @@ def start_choice(
                 ],
             )
             job.status = "done"
+        except Exception as exc:  # the comparison itself (not one candidate) broke
+            job.status = "failed"
+            job.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("the comparison of dataset %s stopped", dataset_id)
         finally:
             if job.status == "running":
                 job.status = "cancelled"
@@ -180,7 +191,9 @@ def ranking_table(ranking: Any, runs: dict[str, int], truth_auroc: dict[str, flo
             f"AUPRC {pct} interval": f"{r.auprc_low:.3f} to {r.auprc_high:.3f}",
             "behind the leader": "leader"
             if r.rank == 1
-            else f"{r.gap:.3f} ({r.gap_low:.3f} to {r.gap_high:.3f})",
+            else f"{r.gap:.3f} ({r.gap_low:.3f} to {r.gap_high:.3f})"
+            if r.gap_low == r.gap_low  # NaN: too few labels for an interval
+            else f"{r.gap:.3f} (too few labels for an interval)",
             "told apart from the leader": "-"
             if r.rank == 1
             else ("yes" if r.distinguishable else "no: too few labels"),

@@ -625,3 +625,58 @@ def augment(
             f"have {arr.shape[1]}."
         )
     return aug.fn(np.ascontiguousarray(arr), value, _as_generator(rng), context)
+
+
+# -- rows that are images ------------------------------------------------------------------
+#: the preprocessing of rows read as images: every pixel kept, one scale for all of them
+IMAGE_PREPROCESSING = {"scaling": "global", "keep_constant": True}
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How a table's rows read as square images: the pixel columns, in table order."""
+
+    shape: tuple[int, int]
+    #: numeric columns set aside because they hold one value in every row (blank pixels)
+    blank: tuple[str, ...]
+    pixels: tuple[str, ...]
+
+    def describe(self) -> str:
+        """Return the layout in words, for the Data page."""
+        h, w = self.shape
+        blank = f", {len(self.blank):,} of them the same in every row" if self.blank else ""
+        return f"{h} x {w} images ({len(self.pixels):,} numeric columns{blank})"
+
+
+def image_layout(frame: Any, schema: Any) -> ImageLayout | None:
+    """Return how the rows read as square images, or None when they do not.
+
+    The pixels are the numeric feature columns plus the numeric columns the schema set aside
+    as constant (a blank border); together, and with no categorical feature, they must be a
+    square number of at least ``MIN_AUTO_SIDE`` x ``MIN_AUTO_SIDE``. Columns keep the table's
+    order, which is the pixels' order.
+    """
+    import pandas as pd
+
+    if schema.categorical_columns:
+        return None
+    numeric = set(schema.numeric_columns)
+    blank = []
+    for column in schema.columns_with_role("ignore"):
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or values.isna().all():
+            continue
+        if values.nunique(dropna=True) <= 1:
+            blank.append(column)
+    pixels = [c for c in schema.columns if c in numeric or c in blank]
+    side = math.isqrt(len(pixels))
+    if side < MIN_AUTO_SIDE or side * side != len(pixels):
+        return None
+    return ImageLayout((side, side), tuple(c for c in pixels if c in blank), tuple(pixels))
+
+
+def schema_as_images(schema: Any, layout: ImageLayout) -> Any:
+    """Return the schema with the layout's blank pixel columns made numeric features."""
+    for column in layout.blank:
+        schema = schema.with_role(column, "numeric")
+    return schema

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ad_core import get_detector_info, list_detectors
+from ad_core.augment import AUGMENTATIONS, image_layout
 from ad_core.selection import BASELINE, SelectionError, augmentation_candidates, rank_candidates
 from ad_studio_ui import state
 from ad_studio_ui.choose import (
@@ -52,6 +53,22 @@ if not with_augmentation:
     st.stop()
 prep = state.preprocessing_choices(view.dataset_id)
 n_features = len(dataset_summary(view.dataset_id, prep).features_out)
+# Image augmentations act on pictures: every pixel kept in its place (blank borders too) and
+# one scale for all of them (per-pixel scaling would make a rotated digit no digit).
+image_prep = {
+    **prep,
+    "keep_constant": True,
+    "scaling": prep["scaling"] if prep["scaling"] in ("none", "global") else "global",
+}
+n_pixels = len(dataset_summary(view.dataset_id, image_prep).features_out)
+layout = image_layout(view.frame, view.schema)
+if layout is not None and layout.blank:
+    st.info(
+        f"The rows look like {layout.describe()}, but the blank pixels are set aside, so "
+        "image augmentations (rotation, flips, cut-outs, ...) are not offered. 'Treat rows "
+        "as images' on the Data page keeps every pixel in its place.",
+        icon=":material/image:",
+    )
 c1, c2 = st.columns([1, 1])
 detector = c1.selectbox(
     "Self-supervised detector",
@@ -83,7 +100,7 @@ extra = extra_box.multiselect(
 try:
     offered = augmentation_candidates(
         detector,
-        n_features=n_features,
+        n_features=n_pixels,
         image_shape=image_shape.strip() or None,
         base_params={"random_state": APP_RANDOM_STATE},
         extra_detectors=extra,
@@ -98,7 +115,9 @@ picked = augmentations_box.multiselect(
     "Augmentations to try (each trains one run)",
     augmented,
     default=augmented,
-    key=f"choose_augmentations.{detector}.{n_features}",
+    # A new shape offers other augmentations: a new key starts from all of them ticked.
+    key=f"choose_augmentations.{detector}.{n_features}"
+    + (f".{image_shape.strip()}" if image_shape.strip() else ""),
 )
 st.caption(
     f"The plain {get_detector_info(BASELINE).title.lower()} is always compared: the "
@@ -107,13 +126,29 @@ st.caption(
     "on the Runs page."
 )
 chosen = [by_name[n] for n in picked] + [by_name[BASELINE]] + [by_name[n] for n in extra]
+images_picked = any(
+    AUGMENTATIONS[by_name[n].params["augmentation"]].kind == "image" for n in picked
+)
+train_prep = image_prep if images_picked else prep
+if images_picked:
+    st.caption(
+        f"Rows are read as images of {n_pixels:,} pixels: every candidate trains on all the "
+        "pixels, blank ones too, with one scale for all of them ("
+        + (
+            "none: the values as they are"
+            if train_prep["scaling"] == "none"
+            else "one mean and spread over every pixel"
+        )
+        + ") instead of the dataset's preprocessing, so that rotations, flips and cut-outs "
+        "act on pictures."
+    )
 
 job = choice_job(ws, view.dataset_id)
 busy = job is not None and job.running
 
 
 def start() -> None:
-    start_choice(ws, view.dataset_id, chosen, prep)
+    start_choice(ws, view.dataset_id, chosen, train_prep)
     flash("info", f"Training {len(chosen)} candidates, one after another.")
 
 
@@ -138,10 +173,17 @@ def progress() -> None:
     elif st.session_state.get("_choose_seen") != id(current):
         st.session_state["_choose_seen"] = id(current)
         st.rerun(scope="app")  # the ranking below appears
-    for name, error in current.failed.items():
+    for name, error in list(current.failed.items()):  # the thread may add one meanwhile
         st.warning(f"{name} could not be trained: {error}", icon=":material/error:")
     if current.status == "cancelled":
         st.info("The comparison was cancelled; the candidates trained so far are runs.")
+    elif current.status == "failed":
+        st.error(
+            "The comparison stopped before every candidate was trained "
+            f"({current.error}). The candidates trained so far are runs on the Runs page; "
+            "start the comparison again to finish it.",
+            icon=":material/error:",
+        )
 
 
 if job is not None:

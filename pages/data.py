@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ad_core.augment import IMAGE_PREPROCESSING, image_layout, schema_as_images
 from ad_core.data import (
     CATEGORICAL_MISSING,
     IMPUTES,
@@ -274,6 +275,7 @@ def save_choices() -> None:
             "max_categories": int(st.session_state[f"maxcat_{dataset_id}"]),
             "missing_indicators": bool(st.session_state[f"indicators_{dataset_id}"]),
             "categorical_missing": st.session_state[f"catmissing_{dataset_id}"],
+            "keep_constant": bool(st.session_state[f"keepconst_{dataset_id}"]),
         },
     )
 
@@ -285,7 +287,9 @@ c1.selectbox(
     key=f"scaling_{dataset_id}",
     on_change=save_choices,
     help="standard: zero mean, unit variance; minmax: to [0, 1]; robust: median and IQR; "
-    "standard_minmax: the Deep SAD protocol; none: as is.",
+    "standard_minmax: the Deep SAD protocol; none: as is; global: one mean and spread for "
+    "all columns together (for images: every pixel on the same scale, so the picture is "
+    "kept).",
 )
 c2.selectbox(
     "Fill missing numbers with",
@@ -309,6 +313,15 @@ c4.checkbox(
     key=f"indicators_{dataset_id}",
     on_change=save_choices,
 )
+c4.checkbox(
+    "Keep constant columns",
+    value=bool(choices.get("keep_constant", False)),
+    key=f"keepconst_{dataset_id}",
+    on_change=save_choices,
+    help="Columns with one value in every row carry no information and are dropped. Keep "
+    "them when the rows are images (blank border pixels): image detectors and image "
+    "augmentations need every pixel in its place.",
+)
 c5.selectbox(
     "Empty cells in categorical columns",
     CATEGORICAL_MISSING,
@@ -320,6 +333,54 @@ c5.selectbox(
     "rare empty cell makes its row stand out; most frequent: empty cells are filled with "
     "the column's most frequent category, for cells empty by accident.",
 )
+
+# --- rows that are images ------------------------------------------------------------------
+layout = image_layout(frame, schema)
+if layout is not None:
+    image_ready = (
+        not layout.blank
+        and choices.get("scaling") in ("global", "none")
+        and bool(choices.get("keep_constant"))
+    )
+    if image_ready:
+        st.caption(
+            f"Rows are read as {layout.describe()}: every pixel kept, one scale for all "
+            "(image detectors and image augmentations see pictures)."
+        )
+    else:
+
+        def as_images() -> None:
+            ws.update_dataset_schema(dataset_id, schema_as_images(schema, layout).to_dict())
+            new_choices = {**choices, **IMAGE_PREPROCESSING}
+            state.set_preprocessing_choices(dataset_id, new_choices)
+            # the widgets above show what was stored, not their last values
+            st.session_state[f"scaling_{dataset_id}"] = new_choices["scaling"]
+            st.session_state[f"keepconst_{dataset_id}"] = True
+            flash(
+                "success",
+                f"Rows are read as {layout.describe()}: "
+                + (
+                    f"the {len(layout.blank):,} blank column(s) are features again, "
+                    if layout.blank
+                    else ""
+                )
+                + "every pixel is kept and all share one scale (scaling 'global').",
+            )
+
+        st.info(
+            f"The rows look like {layout.describe()}. Image detectors and image "
+            "augmentations need every pixel in its place and on one scale; per-column "
+            "scaling gives each pixel its own, and blank pixels are set aside.",
+            icon=":material/image:",
+        )
+        st.button(
+            "Treat rows as images",
+            key=f"as_images_{dataset_id}",
+            on_click=guarded(as_images),
+            help="Makes the blank pixel columns features again, keeps constant columns and "
+            "sets the scaling to 'global' (one mean and spread over all pixels). Undo by "
+            "changing the roles and the scaling back.",
+        )
 
 if not summary.error and summary.n_rows >= 2:
     page_link("train", "Next: train a detector")

@@ -13,7 +13,7 @@ import pandas as pd
 from ad_core.data.errors import DataError
 from ad_core.data.schema import Schema
 
-SCALINGS = ("standard", "minmax", "robust", "standard_minmax", "none")
+SCALINGS = ("standard", "minmax", "robust", "standard_minmax", "none", "global")
 IMPUTES = ("median", "mean", "zero")
 #: what becomes of an empty cell in a categorical column
 CATEGORICAL_MISSING = ("own_category", "most_frequent")
@@ -56,10 +56,15 @@ class Preprocessor:
       - ``"most_frequent"``: filled with the column's most frequent category at fit (for
         cells that are empty by accident, when missingness says nothing about the row).
     - constant and all-missing feature columns are dropped; ``dropped_`` says why.
+      ``keep_constant=True`` keeps constant numeric columns (an image's border pixels, blank
+      in every row: dropping them would break the pixel grid).
     - scaling of every output column: "standard" (zero mean, unit variance), "minmax"
       (to [0, 1] on the fit data), "robust" (median and interquartile range),
       "standard_minmax" (standard, then min-max on the standardised fit data: the Deep SAD
-      ODDS protocol) or "none". A column with no spread is centred, not divided. A column
+      ODDS protocol), "none", or "global" (one mean and one standard deviation over every
+      cell of the fit matrix, the same for all columns: the pixels of an image keep their
+      picture, so rotations, flips and cut-outs of it stay images; per-column scaling would
+      give each pixel its own scale). A column with no spread is centred, not divided. A column
       of extremely large or small numbers (beyond 1e100 or 1e-100) is first divided by a
       power of two near its largest magnitude, so that the scaling cannot overflow; with
       "none" numbers beyond the float32 range (about 3.4e38) are refused.
@@ -78,12 +83,14 @@ class Preprocessor:
         max_categories: int = 20,
         missing_indicators: bool = False,
         categorical_missing: str = "own_category",
+        keep_constant: bool = False,
     ) -> None:
         self.scaling = scaling
         self.impute = impute
         self.max_categories = max_categories
         self.missing_indicators = missing_indicators
         self.categorical_missing = categorical_missing
+        self.keep_constant = keep_constant
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor arguments."""
@@ -93,6 +100,7 @@ class Preprocessor:
             "max_categories": self.max_categories,
             "missing_indicators": self.missing_indicators,
             "categorical_missing": self.categorical_missing,
+            "keep_constant": self.keep_constant,
         }
 
     def __repr__(self) -> str:
@@ -168,7 +176,7 @@ class Preprocessor:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, dropped below
             lows = np.nanmin(values, axis=0) if columns else np.zeros(0)
             highs = np.nanmax(values, axis=0) if columns else np.zeros(0)
-        keep = (counts > 0) & (lows < highs)
+        keep = (counts > 0) & ((lows < highs) | bool(self.keep_constant))
         for j in np.flatnonzero(~keep):
             column = columns[j]
             if counts[j] == 0 and df[column].notna().any():
@@ -532,6 +540,13 @@ def _fit_scaling(raw: np.ndarray, scaling: str) -> list[tuple[np.ndarray, np.nda
         return first + steps
     if scaling == "minmax":
         return first + [_minmax(raw)]
+    if scaling == "global":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            center, spread = float(raw.mean()), float(raw.std())
+        width = raw.shape[1]
+        spread = spread if np.isfinite(spread) and spread > 0 else 1.0
+        return first + [(np.full(width, center), np.full(width, spread))]
     center = np.median(raw, axis=0)
     q25, q75 = np.percentile(raw, [25, 75], axis=0)
     spread = q75 - q25

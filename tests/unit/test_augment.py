@@ -207,3 +207,49 @@ def test_unknown_names_and_strengths_out_of_range_are_explained():
         augment.parse_augmentation("noise-abc")
     with pytest.raises(ValueError, match="already names its strength"):
         augment.augment(np.zeros((3, 2)), "noise-0.5", 0.2)
+
+
+def test_rows_with_blank_pixels_read_as_images_and_keep_their_picture():
+    import pandas as pd
+
+    from ad_core.augment import IMAGE_PREPROCESSING, image_layout, schema_as_images
+    from ad_core.data import Preprocessor, infer_schema
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, size=(50, 8, 8))
+    images[:, 0, :] = 0.0  # a blank top row in every image
+    frame = pd.DataFrame(images.reshape(50, 64), columns=[f"p{i}" for i in range(64)])
+    schema = infer_schema(frame)
+    assert len(schema.feature_columns) == 56  # the blank pixels are set aside
+    layout = image_layout(frame, schema)
+    assert layout.shape == (8, 8) and layout.blank == tuple(f"p{i}" for i in range(8))
+    assert list(layout.pixels) == list(frame.columns)
+    as_images = schema_as_images(schema, layout)
+    X = Preprocessor(**IMAGE_PREPROCESSING).fit_transform(frame, as_images)
+    assert X.shape == (50, 64)
+    # one scale for every pixel: rotating then scaling is scaling then rotating
+    flat = images.reshape(50, 64)
+    expected = (flat - flat.mean()) / flat.std()
+    assert np.allclose(X, expected, atol=1e-5)
+    # a table whose columns are no square is no image; nor one with a categorical column
+    assert image_layout(frame.iloc[:, :60], infer_schema(frame.iloc[:, :60])) is None
+    mixed = frame.assign(kind=["a", "b"] * 25)
+    assert image_layout(mixed, infer_schema(mixed).with_role("kind", "categorical")) is None
+
+
+def test_old_saved_preprocessors_drop_constant_columns_as_before():
+    import pandas as pd
+
+    from ad_core.data import Preprocessor, infer_schema
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [5.0, 5.0, 5.0]})
+    schema = infer_schema(frame).with_role("b", "numeric")
+    fitted = Preprocessor().fit(frame, schema)
+    assert "b" in fitted.dropped_
+    data = fitted.to_dict()
+    data["params"].pop("keep_constant")  # as written before the setting existed
+    again = Preprocessor.from_dict(data)
+    assert again.keep_constant is False
+    assert np.array_equal(again.transform(frame), fitted.transform(frame))
+    kept = Preprocessor(keep_constant=True).fit(frame, schema)
+    assert kept.feature_names_out_ == ["a", "b"]

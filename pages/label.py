@@ -477,6 +477,7 @@ job = get_job(st.session_state.get(state.TRAINING))
 if job is not None and job.dataset_id != view.dataset_id:
     job = None  # a training of another dataset does not hold this page's retrain back
 busy = job is not None and job.running
+anomaly_missing = sad.needs_anomaly_label and n_anomaly == 0
 with st.form("retrain_form"):
     st.markdown(
         (
@@ -503,11 +504,18 @@ with st.form("retrain_form"):
     submitted = st.form_submit_button(
         f"{'Fine-tune' if warm else 'Retrain'} with {n_anomaly + n_normal:,} labels",
         type="primary",
-        disabled=busy or (n_anomaly + n_normal) == 0,
+        disabled=busy or (n_anomaly + n_normal) == 0 or anomaly_missing,
     )
 state.keep_widget_values()
 if (n_anomaly + n_normal) == 0:
     st.caption("Label some rows first (here or on the Latent space page).")
+elif anomaly_missing:
+    st.caption(
+        f"{sad.title} learns only from labelled anomalies: with normal rows alone it would "
+        "rank exactly as before. Label at least one anomaly, or retrain with "
+        + " or ".join(get_detector_info(n).title for n in retrainers if n != retrainer)
+        + "."
+    )
 if submitted and not busy:
     try:
         params = params_from_widgets(form_info, values)

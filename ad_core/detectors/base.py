@@ -58,6 +58,8 @@ class DetectorInfo:
     description: str
     reference: str
     params: tuple[ParamSpec, ...] = field(default_factory=tuple)
+    #: labels of normal rows alone change nothing: it learns only once an anomaly is labelled
+    needs_anomaly_label: bool = False
 
 
 CONTAMINATION_PARAM = ParamSpec(

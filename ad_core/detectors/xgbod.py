@@ -435,18 +435,19 @@ class XGBOD(BaseDetector):
             "nearest-neighbour distances, LOF, ECOD and HBOS can join) to the features and "
             "trains boosted decision trees on the rows an expert labelled (while no row is "
             "labelled normal, the unlabelled rows count as presumed normals with a small "
-            "weight). Without labels it ranks like "
-            "its detectors; each label moves the ranking further toward what the trees "
-            "learned. The detector to use once labels exist: on the shared benchmark sets it "
+            "weight). Without a labelled anomaly it ranks like its detectors (labels of "
+            "normal rows alone change nothing); each labelled anomaly, and every label "
+            "after it, moves the ranking further toward what the trees learned. The detector to use once labels exist: on the shared benchmark sets it "
             "ranked above a classifier on the labels alone at every count from 10 to 100 "
             "labels, stayed within 0.02 of Isolation Forest with 10 or 20 labels and rose "
             "above it from 50, and with a tenth of the anomalies labelled reached 0.96 mean "
             "AUROC. Fails when labels are wrong or unrepresentative "
             "(the trees learn the expert's blind spots too) and, with few labels, where the "
             "detectors themselves fail (a heartbeat's shape). Cost: seconds on tens of "
-            "thousands of rows; a retrain after new labels refits only the trees."
+            "thousands of rows, so a retrain after new labels is quick."
         ),
         reference="Zhao & Hryniewicki, XGBOD, IJCNN 2018",
+        needs_anomaly_label=True,
         params=(
             ParamSpec(
                 "knn_neighbors",

@@ -67,3 +67,26 @@ def test_retrain_with_labels_through_the_form(app, retrainer):
     unlabelled = np.setdiff1d(np.arange(len(frame)), picked)
     assert auroc(truth[unlabelled], scores[unlabelled]) > 0.7
     assert any(s.value.startswith(f"Before (#{base})") for s in at.subheader)
+
+
+@pytest.mark.parametrize("retrainer", RETRAINERS)
+def test_normal_labels_alone_retrain_only_what_learns_from_them(app, retrainer):
+    """XGBOD learns from labelled anomalies only: with normal labels alone its retrain is
+    disabled and the page says why; Deep SAD learns from normal rows too and may retrain."""
+    app.button(key="sample_cardio").click().run()
+    ws = Workspace()
+    dataset_id = app.session_state["dataset_id"]
+    at = open_page(app, "train")
+    at.selectbox(key="train_detector").set_value("isolation_forest").run()
+    at.get("form_submit_button")[0].click().run()
+    base = at.session_state["training_run_id"]
+    assert training.get_job(base).wait(timeout=120)
+    keys = ws.load_scores(base)["row_key"].astype(str).to_numpy()
+    label_rows(ws, dataset_id, keys[:5], 0, "tester")
+    at = open_page(at, "label")
+    at.radio(key="retrain_detector").set_value(retrainer).run()
+    assert not problems(at), problems(at)
+    submit = next(b for b in at.get("form_submit_button") if "with 5 labels" in b.label)
+    needs = list_detectors()[[d.name for d in list_detectors()].index(retrainer)]
+    says_why = any("learns only from labelled anomalies" in c.value for c in at.caption)
+    assert submit.disabled == says_why == needs.needs_anomaly_label

@@ -238,7 +238,6 @@ def test_the_diverse_queue_and_a_stale_event_selection_work_on_a_series(app):
         "selection": {"rows": [len(table) - 1], "columns": []}
     }
     at.run()
-    scores = Workspace().load_scores(run_id)["score"].to_numpy()
     # Just under the highest peak: one event is left, the selected row number is gone.
     top = float(table["peak score"].max())
     at.number_input(key="threshold_number").set_value(top - 1e-6 * abs(top)).run()

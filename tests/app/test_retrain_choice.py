@@ -17,12 +17,9 @@ RETRAINERS = [d.name for d in list_detectors() if d.uses_labels == "both"]
 FAST = {"deep_sad": {"epochs": 10, "pretrain_epochs": 10}}
 
 
-def test_every_label_learning_detector_is_offered_deep_sad_first():
-    assert "deep_sad" in RETRAINERS and "xgbod" in RETRAINERS
-
-
-@pytest.mark.parametrize("retrainer", RETRAINERS)
-def test_retrain_with_labels_through_the_form(app, retrainer):
+def _cardio_with_a_forest_run(app):
+    """Return (page, workspace, dataset, run): cardio loaded, an Isolation Forest trained
+    through the Train page's form."""
     app.button(key="sample_cardio").click().run()
     ws = Workspace()
     dataset_id = app.session_state["dataset_id"]
@@ -31,6 +28,16 @@ def test_retrain_with_labels_through_the_form(app, retrainer):
     at.get("form_submit_button")[0].click().run()
     base = at.session_state["training_run_id"]
     assert training.get_job(base).wait(timeout=120)
+    return at, ws, dataset_id, base
+
+
+def test_every_label_learning_detector_is_offered_deep_sad_first():
+    assert "deep_sad" in RETRAINERS and "xgbod" in RETRAINERS
+
+
+@pytest.mark.parametrize("retrainer", RETRAINERS)
+def test_retrain_with_labels_through_the_form(app, retrainer):
+    at, ws, dataset_id, base = _cardio_with_a_forest_run(app)
     at.run()
     # 30 labels, with the ground truth: the anomalies the base run ranks highest, and
     # normal rows, as an expert answering the queue would give.
@@ -73,14 +80,7 @@ def test_retrain_with_labels_through_the_form(app, retrainer):
 def test_normal_labels_alone_retrain_only_what_learns_from_them(app, retrainer):
     """XGBOD learns from labelled anomalies only: with normal labels alone its retrain is
     disabled and the page says why; Deep SAD learns from normal rows too and may retrain."""
-    app.button(key="sample_cardio").click().run()
-    ws = Workspace()
-    dataset_id = app.session_state["dataset_id"]
-    at = open_page(app, "train")
-    at.selectbox(key="train_detector").set_value("isolation_forest").run()
-    at.get("form_submit_button")[0].click().run()
-    base = at.session_state["training_run_id"]
-    assert training.get_job(base).wait(timeout=120)
+    at, ws, dataset_id, base = _cardio_with_a_forest_run(app)
     keys = ws.load_scores(base)["row_key"].astype(str).to_numpy()
     label_rows(ws, dataset_id, keys[:5], 0, "tester")
     at = open_page(at, "label")

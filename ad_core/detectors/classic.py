@@ -24,6 +24,7 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.neighbors import NearestNeighbors
 from sklearn.svm import OneClassSVM as _SkOneClassSVM
 
+from ad_core.data.errors import DataError
 from ad_core.detectors.base import (
     CONTAMINATION_PARAM,
     SEED_PARAM,
@@ -273,9 +274,10 @@ class KNN(BaseDetector):
 
     def _fit(self, X, y, callback: Callable | None) -> None:
         if int(self.n_neighbors) >= len(X):  # depends on the data, so not in the spec
-            raise ValueError(
-                f"{self.info.title}: 'n_neighbors' ({self.n_neighbors}) must be smaller than "
-                f"the number of training rows ({len(X)})."
+            raise DataError(
+                f"{self.info.title} compares each row with its {self.n_neighbors} nearest "
+                f"training rows, so it needs more than {self.n_neighbors} of them; there are "
+                f"{len(X)}. Load more rows, or lower 'n_neighbors' (k) below {len(X)}."
             )
         self.reference_ = X
         self._index = NearestNeighbors().fit(X)

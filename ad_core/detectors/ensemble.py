@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from ad_core.data.errors import DataError
 from ad_core.detectors.base import (
     CONTAMINATION_PARAM,
     SEED_PARAM,
@@ -212,7 +213,10 @@ class _Progress:
                     "member_stage": event.get("stage", "train"),
                     "epoch": sum(self.done.values()),
                     "n_epochs": sum(self.units.values()),
-                    "loss": event.get("loss", float("nan")),
+                    # One loss line over members of different kinds means nothing: the
+                    # member's own loss travels beside it, the ensemble's is undefined.
+                    "loss": float("nan"),
+                    "member_loss": event.get("loss", float("nan")),
                 }
                 if self.callback(merged) is False:
                     self.stopped = True
@@ -413,6 +417,13 @@ class Ensemble(BaseDetector):
         names, weights, latent = self._chosen()
         trained = [m for m in MEMBERS if m in names or m == latent]
         unfitted = {m: make_detector(m, **self.member_params(m)) for m in trained}
+        k = int(getattr(unfitted.get("knn"), "n_neighbors", 0))
+        if k and len(X) <= k:  # said before any member trains, in the ensemble's words
+            raise DataError(
+                f"The ensemble's nearest-neighbour member compares each row with its {k} "
+                f"nearest training rows, so the ensemble needs at least {k + 1} training rows; "
+                f"there are {len(X)}. Load more rows, or give the kNN member weight 0."
+            )
         # Deep members report once per epoch (Deep SVDD also per pretraining epoch), the
         # others once.
         units = {

@@ -149,3 +149,46 @@ def test_values_near_1e300_load_scaled_with_a_warning_naming_the_column(app):
     app.selectbox(key=f"scaling_{dataset_id}").set_value("none").run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("'big'" in e.value and "scaling other than 'none'" in e.value for e in app.error)
+
+
+def test_the_default_first_run_on_five_rows_says_why_it_cannot_train(app):
+    """The Train page proposes the ensemble; on 5 rows its kNN member cannot work: the page
+    says so in a sentence, with no exception name or code location."""
+    import re
+
+    from ad_studio_ui import training
+    from ad_studio_ui.apptest import open_page
+
+    data = _rows("x,y", lambda i: f"{i * 0.5},{(i * 3) % 4}", n=5)
+    app.file_uploader(key="upload").set_value(("tiny.csv", data, "text/csv")).run()
+    at = open_page(app, "train")
+    assert at.selectbox(key="train_detector").value == "ensemble"
+    at.get("form_submit_button")[0].click().run()
+    job = training.get_job(at.session_state["training_run_id"])
+    assert job.wait(timeout=120) and job.status == "failed"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(e.value for e in at.error)
+    # 5 rows, some held out for evaluation: fewer still to train on
+    assert re.search(r"needs at least 6 training rows; there are [1-5]\.", shown), shown
+    assert "Error" not in shown and "(in " not in shown
+
+
+@pytest.mark.parametrize("detector", ["ensemble", "autoencoder"])
+def test_only_a_detector_with_a_loss_draws_a_loss_chart(app, detector):
+    from ad_studio_ui import training
+    from ad_studio_ui.apptest import open_page
+
+    app.button(key="sample_cardio").click().run()
+    at = open_page(app, "train")
+    at.selectbox(key="train_detector").set_value(detector).run()
+    for box in at.number_input:
+        if box.key and box.key.endswith("_epochs"):
+            box.set_value(3)
+    at.get("form_submit_button")[0].click().run()
+    run_id = at.session_state["training_run_id"]
+    assert training.get_job(run_id).wait(timeout=120)
+    at.run()
+    charts = [c for c in at.get("plotly_chart") if f"loss_{run_id}" in str(c.proto.id)]
+    # the ensemble's kNN, forest and ECOD have no training loss; the autoencoder has one
+    assert len(charts) == (detector == "autoencoder")

@@ -326,8 +326,24 @@ def test_a_cancel_stops_every_member(data, two_threads, n_jobs):
     assert not hasattr(det, "threshold_")
 
 
-def test_a_failing_member_reports_its_own_error_not_the_cancel_it_caused(two_threads):
-    rows = np.random.default_rng(0).normal(size=(5, 3))  # kNN needs more than 5 rows
+def test_a_failing_member_reports_its_own_error_not_the_cancel_it_caused(two_threads, monkeypatch):
+    from ad_core.detectors.classic import KNN
+
+    def broken(self, X, y, callback):
+        raise ValueError("the kNN member broke")
+
+    monkeypatch.setattr(KNN, "_fit", broken)
+    rows = np.random.default_rng(0).normal(size=(40, 3))
     det = make_detector("ensemble", **{**FOUR, "n_jobs": 2, "epochs": 200})
-    with pytest.raises(ValueError, match="'n_neighbors' \\(5\\) must be smaller"):
+    with pytest.raises(ValueError, match="the kNN member broke"):
         det.fit(rows)
+
+
+def test_too_few_rows_for_the_knn_member_are_said_before_any_member_trains():
+    from ad_core.data import DataError
+
+    rows = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(DataError, match="needs at least 6 training rows; there are 5"):
+        make_detector("ensemble").fit(rows)
+    # without the kNN member the same rows train
+    assert make_detector("ensemble", knn_weight=0.0).fit(rows).decision_function(rows).shape == (5,)

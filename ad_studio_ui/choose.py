@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ad_core.runs import TrainingSetup
-from ad_core.selection import Candidate
+from ad_core.selection import MIN_TO_TELL, Candidate
 from ad_core.store import Workspace
 from ad_studio_ui.training import get_job, start_training
 
@@ -179,6 +179,8 @@ def ranking_table(ranking: Any, runs: dict[str, int], truth_auroc: dict[str, flo
     import pandas as pd
 
     pct = f"{ranking.confidence:.0%}"
+    # A handful of labels resamples to a handful of sets: the intervals would look exact.
+    enough = min(ranking.n_anomalies, ranking.n_normals) >= MIN_TO_TELL
     rows = []
     for r in ranking.results:
         row = {
@@ -186,9 +188,13 @@ def ranking_table(ranking: Any, runs: dict[str, int], truth_auroc: dict[str, flo
             "candidate": r.name,
             "run": f"#{runs[r.name]}",
             "AUROC on your labels": round(r.auroc, 3),
-            f"AUROC {pct} interval": f"{r.auroc_low:.3f} to {r.auroc_high:.3f}",
+            f"AUROC {pct} interval": f"{r.auroc_low:.3f} to {r.auroc_high:.3f}"
+            if enough
+            else "too few labels",
             "AUPRC on your labels": round(r.auprc, 3),
-            f"AUPRC {pct} interval": f"{r.auprc_low:.3f} to {r.auprc_high:.3f}",
+            f"AUPRC {pct} interval": f"{r.auprc_low:.3f} to {r.auprc_high:.3f}"
+            if enough
+            else "too few labels",
             "behind the leader": "leader"
             if r.rank == 1
             else f"{r.gap:.3f} ({r.gap_low:.3f} to {r.gap_high:.3f})"

@@ -158,7 +158,9 @@ st.button(
     type="primary",
     disabled=busy or len(chosen) < 2,
     on_click=guarded(start),
-    help="Pick at least one augmentation.",
+    help="Pick at least one augmentation or another detector to compare."
+    if len(chosen) < 2
+    else "Each candidate trains as a run of its own, one after another.",
 )
 
 

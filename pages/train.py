@@ -96,7 +96,15 @@ truth = view.truth
 has_truth = truth is not None and bool((truth == 1).any() and (truth == 0).any())
 if has_truth:
     share = float((truth == 1).sum() / max(1, (truth != -1).sum()))
-    if share > 0.2:
+    # The form's last submitted choice (a form's widgets change only when it is submitted).
+    chosen = st.session_state.get(f"train_on.{view.dataset_id}")
+    if share > 0.2 and chosen == "truth_normal":
+        st.caption(
+            f"By the ground truth, {share:.0%} of the rows are anomalies; you train on the "
+            "rows whose ground truth is normal, the set-up that shows what a detector can do "
+            "when it knows normal data."
+        )
+    elif share > 0.2:
         st.warning(
             f"By the ground truth, {share:.0%} of the rows are anomalies. A detector trained on "
             "all rows takes that many for normal, and may then rank them no higher than the "

@@ -34,6 +34,9 @@ def test_readme_walkthrough_reaches_its_held_out_auroc(app):
     # The page says why training on every beat is a poor idea here.
     assert any("ground truth is normal" in w.value for w in at.warning)
     _train(at, "truth_normal")
+    # ... and, once it trains on the normal beats, no longer asks for what was done
+    assert not any("ground truth is normal" in w.value for w in at.warning)
+    assert any("you train on the rows whose ground truth is normal" in c.value for c in at.caption)
     at = open_page(at, "scores")
     assert not problems(at), problems(at)
     assert _auroc(at) >= 0.90

@@ -9,11 +9,15 @@ from ad_core.runs import agreement
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, require_dataset
 from ad_studio_ui.runs_views import (
+    MISSING,
     export_zip,
+    figure_text,
+    figures_now,
     loop_curve,
     loop_curve_table,
     runs_table,
     settings_diff,
+    threshold_now,
 )
 from ad_studio_ui.score_views import scores_csv
 from ad_studio_ui.training import get_job
@@ -31,6 +35,13 @@ if not runs:
 
 st.dataframe(
     runs_table(runs), hide_index=True, key="runs_table", height=min(420, 40 + 35 * len(runs))
+)
+st.caption(
+    "The figures in this table are as measured when each run finished training: on its "
+    "held-out rows that had no label then (on every unlabelled row when nothing was held "
+    "out), at the threshold it was trained with; 'flagged at training' counts those rows. "
+    "The Scores page, and 'Compare two runs' below, measure a run on the labels and the "
+    "threshold as they are now."
 )
 
 done = [r for r in runs if r.status == "done"]
@@ -105,7 +116,7 @@ if picked.status == "done":
         on_click="ignore",
         icon=":material/download:",
     )
-    threshold = state.saved_threshold(picked, run_scores(picked))
+    threshold = threshold_now(picked, run_scores(picked))
     c[3].download_button(
         "Scores (CSV)",
         data=partial(scores_csv, view, picked, threshold),
@@ -156,30 +167,46 @@ if a.id == b.id:
     st.stop()
 
 sa, sb = run_scores(a), run_scores(b)
-
-
-agree = agreement(sa, sb, state.saved_threshold(a, sa), state.saved_threshold(b, sb))
+ta, tb = threshold_now(a, sa), threshold_now(b, sb)
+labels_now = label_array(view)
+now = {
+    a.id: figures_now(view, a, sa, ta, labels_now),
+    b.id: figures_now(view, b, sb, tb, labels_now),
+}
+agree = agreement(sa, sb, ta, tb)
+st.caption(
+    "As the Scores page shows them now: quality on each run's held-out rows (all its rows "
+    "when none was held out) with a known ground truth and no label of yours; flagged rows "
+    f"counted over all {sa.size:,} rows, at each run's threshold."
+)
 left, right = st.columns(2)
 for col, run in ((left, a), (right, b)):
-    metrics = run.metrics or {}
+    fig = now[run.id]
     with col:
         st.markdown(f"**{titles[run.id]}**")
-        values = [
-            metrics.get("auroc"),
-            metrics.get("auprc"),
-            metrics.get("f1"),
-            metrics.get("n_flagged"),
-            f"{metrics['n_evaluated']:,} {metrics.get('evaluated_on', 'rows')}"
-            if metrics.get("n_evaluated")
-            else None,
-            None if run.fit_seconds is None else round(run.fit_seconds, 1),
-        ]
         st.dataframe(
             {
-                "metric": ["AUROC", "AUPRC", "F1", "flagged", "figures on", "fit seconds"],
+                "metric": [
+                    "AUROC",
+                    "AUPRC",
+                    "precision",
+                    "recall",
+                    "F1",
+                    "figures on",
+                    "flagged (all rows)",
+                    "threshold",
+                    "fit seconds",
+                ],
                 "value": [
-                    None if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-                    for v in values
+                    figure_text(fig["auroc"]),
+                    figure_text(fig["auprc"]),
+                    figure_text(fig["precision"]),
+                    figure_text(fig["recall"]),
+                    figure_text(fig["f1"]),
+                    fig["on"],
+                    f"{fig['n_flagged']:,} of {fig['n_rows']:,}",
+                    f"{fig['threshold']:.5g}",
+                    MISSING if run.fit_seconds is None else f"{run.fit_seconds:.1f}",
                 ],
             },
             hide_index=True,
@@ -187,8 +214,14 @@ for col, run in ((left, a), (right, b)):
         )
 m = st.columns(4)
 m[0].metric("Rank correlation (Spearman)", f"{agree['spearman']:.3f}")
-m[1].metric("Flagged by both", f"{agree['flagged_both']:,}")
-m[2].metric(f"Only #{a.id}", f"{agree['flagged_a_only']:,}")
-m[3].metric(f"Only #{b.id}", f"{agree['flagged_b_only']:,}")
+m[1].metric("Flagged by both (all rows)", f"{agree['flagged_both']:,}")
+m[2].metric(f"Only #{a.id} (all rows)", f"{agree['flagged_a_only']:,}")
+m[3].metric(f"Only #{b.id} (all rows)", f"{agree['flagged_b_only']:,}")
+st.caption(
+    f"#{a.id} flags {now[a.id]['n_flagged']:,} rows ({agree['flagged_both']:,} with #{b.id}, "
+    f"{agree['flagged_a_only']:,} alone) and #{b.id} flags {now[b.id]['n_flagged']:,} "
+    f"({agree['flagged_both']:,} with #{a.id}, {agree['flagged_b_only']:,} alone), of all "
+    f"{sa.size:,} rows: a row is flagged when its score is above the run's threshold."
+)
 st.plotly_chart(score_comparison_figure(sa, sb, names=(f"#{a.id}", f"#{b.id}")), key="cmp_hist")
 st.dataframe(settings_diff(a, b), hide_index=True, key="cmp_settings")

@@ -273,7 +273,8 @@ def loss_curve_figure(
     fig = go.Figure()
     stages: dict[str, list[tuple[int, float]]] = {}
     for event in history:
-        if event.get("loss") is None:
+        loss = event.get("loss")
+        if loss is None or not np.isfinite(float(loss)):  # detectors without a loss: none
             continue
         stages.setdefault(str(event.get("stage", "train")), []).append(
             (int(event.get("epoch", 0)), float(event["loss"]))
@@ -708,6 +709,47 @@ def _bucket_extremes(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray,
     return pos, values[pos]
 
 
+def _axis_value(value: Any) -> Any:
+    """Return one x value of a series in a form a plotly axis reads, for a shape's x0/x1.
+
+    Plotly encodes a shape's ends one scalar at a time, unlike a trace's x array: a numpy
+    datetime64 with nanoseconds becomes an integer of nanoseconds (``.tolist()``), which a
+    date axis reads as milliseconds, tens of millions of years away, so nothing is drawn.
+    Datetimes become ISO strings (as the traces' times are written), other numpy scalars
+    plain numbers; missing times become None.
+    """
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(np.datetime_as_string(value))
+    if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp (NaT included)
+        return None if value != value else value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _stretch_shape(
+    fig: go.Figure,
+    xs: np.ndarray,
+    a: int,
+    b: int,
+    color: str,
+    row: int,
+    *,
+    outline: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Shade points a..b (first, last position) of ``xs`` on one panel of a series figure.
+
+    A one-point stretch has no width, so it gets an outline (``outline``, else ``color``)
+    to be seen at all.
+    """
+    x0, x1 = _axis_value(xs[int(a)]), _axis_value(xs[int(b)])
+    if x0 is None or x1 is None:
+        return
+    line = dict(width=2, color=outline or color) if x0 == x1 else dict(width=0)
+    fig.add_vrect(x0=x0, x1=x1, fillcolor=color, line=line, row=row, col=1, **kwargs)
+
+
 def series_figure(
     x: Sequence[Any],
     values: Mapping[str, np.ndarray],
@@ -786,31 +828,15 @@ def series_figure(
         row=2,
         col=1,
     )
+    shade, edge = "rgba(194, 65, 12, 0.18)", "rgba(194, 65, 12, 0.6)"
     for a, b in events:
         for row in (1, 2):
-            fig.add_vrect(
-                x0=xs[int(a)],
-                x1=xs[int(b)],
-                fillcolor="rgba(194, 65, 12, 0.18)",
-                line_width=0,
-                layer="below",
-                row=row,
-                col=1,
-            )
+            _stretch_shape(fig, xs, a, b, shade, row, outline=edge, layer="below")
     colours = {"anomaly": COLORS["anomaly"], "normal": COLORS["normal"]}
     for name, stretches in (labelled or {}).items():
         for a, b in stretches:
-            fig.add_vrect(
-                x0=xs[int(a)],
-                x1=xs[int(b)],
-                y0=0.0,
-                y1=0.05,
-                fillcolor=colours.get(name, COLORS["unlabelled"]),
-                opacity=0.8,
-                line_width=0,
-                row=2,
-                col=1,
-            )
+            colour = colours.get(name, COLORS["unlabelled"])
+            _stretch_shape(fig, xs, a, b, colour, 2, y0=0.0, y1=0.05, opacity=0.8)
     fig.update_yaxes(title_text="value (standardised)" if several else "value", row=1, col=1)
     fig.update_yaxes(title_text="score", row=2, col=1)
     fig.update_xaxes(title_text=x_title, row=2, col=1)

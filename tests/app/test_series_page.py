@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from ad_core.data.samples import SAMPLE_DIR
@@ -29,6 +32,23 @@ def _train(at, detector: str = "autoencoder") -> int:
     assert job.wait(timeout=240) and job.status == "done", job.error
     at.run()
     return run_id
+
+
+def _shaded(at, title: str) -> tuple[list[dict], list[dict]]:
+    """Return (event shading, label band) of the shown series chart whose title starts so.
+
+    The shapes as the browser gets them (the chart's JSON spec); every end must be a time the
+    date axis reads, inside the series (an integer of nanoseconds is read as milliseconds).
+    """
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    spec = next(s for s in specs if s["layout"]["title"]["text"].startswith(title))
+    rects = [s for s in spec["layout"].get("shapes", []) if s["type"] == "rect"]
+    first, last = pd.Timestamp("2026-03-02"), pd.Timestamp("2026-03-30")  # the sample's days
+    for rect in rects:
+        for end in ("x0", "x1"):
+            assert isinstance(rect[end], str) and first <= pd.Timestamp(rect[end]) < last, rect
+    band = [r for r in rects if r["xref"] == "x2" and r["y1"] == 0.05]
+    return [r for r in rects if r not in band], band
 
 
 def test_a_series_from_upload_to_a_labelled_event(app):
@@ -60,6 +80,8 @@ def test_a_series_from_upload_to_a_labelled_event(app):
     assert int(hit.split(" of ")[0]) >= 1 and hit.endswith("of 5")
     table = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
     assert len(table) == events and {"start", "end", "points", "peak score"} <= set(table.columns)
+    shading, band = _shaded(at, "The series")
+    assert len(shading) == 2 * min(events, 300) and not band  # each event on both panels
 
     # Without a name there is no label, and a sentence says so.
     at.session_state[f"events_table.{run_id}"] = {"selection": {"rows": [0], "columns": []}}
@@ -80,6 +102,8 @@ def test_a_series_from_upload_to_a_labelled_event(app):
     assert len(labels) == int(first["points"]) and set(labels.values()) == {1}
     table = next(d for d in at.dataframe if d.key == f"events_table.{run_id}").value
     assert table.iloc[0]["your label"] == "anomaly"
+    shading, band = _shaded(at, "The series")
+    assert len(band) == 1 and pd.Timestamp(band[0]["x0"]) == pd.Timestamp(first["start"])
 
     # Undo takes the whole event back.
     at.button(key="event_undo").click().run()
@@ -175,6 +199,8 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     assert not problems(at), problems(at)
     chart = at.get("plotly_chart")
     assert chart, "the queued point is shown in its stretch of the series"
+    shading, _ = _shaded(at, "Point ")
+    assert len(shading) == 2  # the stretch the buttons label, on both panels
     button = at.button(key="review_anomaly")
     n = int(button.label.split("(")[1].split(" ")[0].replace(",", ""))
     button.click().run()

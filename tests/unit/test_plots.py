@@ -118,6 +118,77 @@ def test_series_figure_shades_events_and_keeps_a_spike_when_reduced():
     assert stretches(np.array([0, 1, 1, 0, 1], dtype=bool)) == [(1, 2), (4, 4)]
 
 
+def _rects(fig) -> list[dict]:
+    """The figure's rectangles as the browser gets them (Streamlit sends ``to_json``)."""
+    return [s for s in json.loads(fig.to_json())["layout"]["shapes"] if s["type"] == "rect"]
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+def test_series_figure_shades_events_and_labels_at_times_the_date_axis_reads(unit):
+    import pandas as pd
+
+    from ad_core.plots import series_figure
+
+    # As the app passes them: np.asarray of the series' DatetimeIndex (datetime64[ns]).
+    times = pd.date_range("2026-03-02", periods=500, freq="5min").as_unit(unit).to_numpy()
+    rng = np.random.default_rng(0)
+    fig = series_figure(
+        times,
+        {"temperature": rng.normal(size=500)},
+        rng.random(500),
+        0.9,
+        events=[(100, 140), (300, 300)],
+        labelled={"anomaly": [(100, 120)], "normal": [(400, 450)]},
+    )
+    rects = _rects(fig)
+    assert len(rects) == 2 * 2 + 2  # each event on both panels, each label on the scores
+    lo, hi = pd.Timestamp(times[0]), pd.Timestamp(times[-1])
+    for rect in rects:
+        for end in ("x0", "x1"):
+            # an ISO date string, not nanoseconds (read as milliseconds by a date axis)
+            assert isinstance(rect[end], str), rect
+            assert lo <= pd.Timestamp(rect[end]) <= hi, rect
+    events = [(r["xref"], pd.Timestamp(r["x0"]), pd.Timestamp(r["x1"])) for r in rects[:4]]
+    assert events == [
+        (ref, pd.Timestamp(times[a]), pd.Timestamp(times[b]))
+        for a, b in [(100, 140), (300, 300)]
+        for ref in ("x", "x2")
+    ]
+    band = rects[4:]
+    assert [r["xref"] for r in band] == ["x2", "x2"] and all(r["y1"] == 0.05 for r in band)
+    assert [pd.Timestamp(r["x0"]) for r in band] == [
+        pd.Timestamp(times[100]),
+        pd.Timestamp(times[400]),
+    ]
+    # a one-point event has no width: an outline makes it visible
+    assert rects[2]["line"]["width"] > 0 and rects[0]["line"]["width"] == 0
+
+
+@pytest.mark.parametrize("kind", ["positions", "numbers", "timestamps"])
+def test_series_figure_shades_at_the_x_values_whatever_they_are(kind):
+    import pandas as pd
+
+    from ad_core.plots import series_figure
+
+    x = {
+        "positions": np.arange(200),
+        "numbers": np.linspace(10.0, 30.0, 200),
+        "timestamps": pd.date_range("2026-01-01", periods=200, freq="h", tz="UTC"),
+    }[kind]
+    fig = series_figure(
+        x,
+        {"v": np.zeros(200)},
+        np.zeros(200),
+        1.0,
+        events=[(5, 9)],
+        labelled={"anomaly": [(50, 60)]},
+    )
+    ends = [(r["x0"], r["x1"]) for r in _rects(fig)]
+    if kind == "timestamps":
+        ends = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in ends]
+    assert ends == [(x[5], x[9]), (x[5], x[9]), (x[50], x[60])]
+
+
 def test_series_figure_standardises_several_columns_and_keeps_raw_values_in_hover():
     from ad_core.plots import series_figure
 

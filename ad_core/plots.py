@@ -284,7 +284,11 @@ def loss_curve_figure(
         fig.add_scatter(x=list(epochs), y=list(losses), mode="lines+markers", name=stage)
     fig.update_layout(title=title, height=280, **_LAYOUT)
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title="loss")
+    # Stages on very different scales (Deep SAD's pretraining near 100, its training near
+    # 0.01) would flatten the smaller one: a log axis shows both.
+    values = np.array([loss for points in stages.values() for _, loss in points])
+    log = values.size > 0 and bool((values > 0).all()) and values.max() > 100 * values.min()
+    fig.update_yaxes(title="loss (log scale)" if log else "loss", type="log" if log else None)
     return fig
 
 

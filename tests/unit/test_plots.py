@@ -221,3 +221,17 @@ def test_bucket_extremes_are_each_buckets_first_min_and_max_nan_skipped():
     # an all-NaN bucket shows its first point instead of failing
     pos, _ = _bucket_extremes(np.array([1.0, np.nan, np.nan, 3.0]), np.array([0, 1, 3, 4]))
     assert pos.tolist() == [0, 1, 3]
+
+
+def test_loss_curves_on_very_different_scales_share_a_log_axis():
+    from ad_core.plots import loss_curve_figure
+
+    pretrain = [{"stage": "pretrain", "epoch": e, "loss": 150.0 / e} for e in range(1, 6)]
+    train = [{"stage": "train", "epoch": e, "loss": 0.01 / e} for e in range(1, 6)]
+    assert loss_curve_figure(pretrain + train).layout.yaxis.type == "log"
+    # one scale, or a loss at or below 0: a plain axis; a NaN loss is no point
+    assert loss_curve_figure(train).layout.yaxis.type != "log"
+    flat = loss_curve_figure(train + [{"stage": "train", "epoch": 6, "loss": float("nan")}])
+    assert len(flat.data[0].x) == 5
+    signed = [{"stage": "train", "epoch": e, "loss": v} for e, v in enumerate([-1.0, 200.0])]
+    assert loss_curve_figure(signed).layout.yaxis.type != "log"

@@ -42,8 +42,10 @@ samples = list_samples()
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown("**Try a bundled sample** (one click)")
-    cols = st.columns(len(samples))
-    for col, info in zip(cols, samples, strict=True):
+    # Two to a row: four titles side by side in this column are cut off on a laptop screen.
+    cols = st.columns(2)
+    for i, info in enumerate(samples):
+        col = cols[i % 2]
 
         def load(name: str = info.name) -> None:
             dataset_id = add_sample(ws, name)

@@ -1191,16 +1191,19 @@ class Workspace:
         return pd.DataFrame([row[:-1] for row in out], columns=columns)
 
     def count_labels_given(self, dataset_id: str, annotator: str) -> int:
-        """Return how many labels ``annotator`` has given on a dataset (undo entries excluded).
+        """Return how many rows have a current label that ``annotator`` gave.
 
-        Counts labels under the dataset's current key scheme.
+        The rows of :meth:`labels` whose label is theirs, under the dataset's current key
+        scheme: a label of theirs that was undone, cleared or replaced by someone else's does
+        not count (the history keeps it); one of theirs that someone's undo gave back does.
         """
         conn = self._conn()
         return int(
             conn.execute(
-                "SELECT COUNT(*) FROM labels AS l JOIN label_batches AS b ON b.id = l.batch_id "
-                "WHERE l.dataset_id = ? AND l.key_scheme = ? AND l.annotator = ? "
-                "AND b.kind = 'set'",
+                "SELECT COUNT(*) FROM labels AS l "
+                "JOIN (SELECT MAX(id) AS id FROM labels WHERE dataset_id = ? AND key_scheme = ? "
+                "GROUP BY row_key) AS latest ON l.id = latest.id "
+                "WHERE l.label != -1 AND l.annotator = ?",
                 (dataset_id, self._key_scheme(conn, dataset_id), str(annotator)),
             ).fetchone()[0]
         )

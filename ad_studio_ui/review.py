@@ -1,4 +1,4 @@
-"""The Label page's cached view of typical feature ranges and the diverse queue's codes.
+"""The Label page's queue picker, cached view of typical feature ranges and diverse codes.
 
 The queue order itself is :func:`ad_core.runs.review_queue`.
 """
@@ -17,6 +17,34 @@ from ad_studio_ui.workspace import DatasetView, get_workspace
 
 #: rows labelled normal needed before they, not the low-scoring half, define "typical"
 MIN_NORMAL_LABELS = 30
+
+#: the key of the Label page's queue picker (a radio)
+QUEUE_WIDGET = "queue_mode"
+#: where another page leaves the queue the Label page should open on (see request_queue)
+QUEUE_REQUEST = "_queue_request"
+
+
+def request_queue(mode: str) -> None:
+    """Make the Label page open on the queue ``mode`` the next time it is drawn.
+
+    Not by setting the picker's own key from another page: a value given to a widget's key
+    in a run that does not draw the widget reaches the script, but not the browser (Streamlit
+    sends it to the browser only when the value is set in the run that draws the widget).
+    The page would then work on that queue while its radio showed another one; see
+    :func:`take_queue_request`.
+    """
+    st.session_state[QUEUE_REQUEST] = mode
+
+
+def take_queue_request(modes: list[str]) -> None:
+    """Before the queue picker is drawn: give it the queue another page asked for, if any.
+
+    Set in the run that draws the radio, the value reaches the browser too, so the radio
+    shows the queue the page works on. A request for a queue not offered is dropped.
+    """
+    requested = st.session_state.pop(QUEUE_REQUEST, None)
+    if requested in modes:
+        st.session_state[QUEUE_WIDGET] = requested
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

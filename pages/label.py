@@ -44,7 +44,7 @@ from ad_studio_ui.labels import (
     view_key_scheme,
 )
 from ad_studio_ui.maps import queue_key
-from ad_studio_ui.review import queue_codes, typical_ranges
+from ad_studio_ui.review import QUEUE_WIDGET, queue_codes, take_queue_request, typical_ranges
 from ad_studio_ui.series_ui import queue_stretch, run_series
 from ad_studio_ui.training import get_job, run_setup, start_training
 from ad_studio_ui.workspace import (
@@ -187,14 +187,15 @@ st.subheader("Review queue")
 map_keys = ws.get_setting(queue_key(view.dataset_id)) or []
 # The default first: it is what the radio shows until the user picks another.
 modes = sorted((m for m in QUEUE_MODES if m != "map" or map_keys), key=DEFAULT_QUEUE_MODE.__ne__)
-if st.session_state.get("queue_mode") not in modes:
-    st.session_state.pop("queue_mode", None)  # e.g. "map" after the sent rows were cleared
+take_queue_request(modes)  # e.g. "map": the Latent space page just sent rows
+if st.session_state.get(QUEUE_WIDGET) not in modes:
+    st.session_state.pop(QUEUE_WIDGET, None)  # e.g. "map" after the sent rows were cleared
 mode = st.radio(
     "Show rows with",
     modes,
     format_func=QUEUE_MODES.get,
     horizontal=True,
-    key="queue_mode",
+    key=QUEUE_WIDGET,
     help="Highest scores: the most anomalous-looking rows first. Nearest the threshold: the "
     "rows the threshold is least sure of. Diverse among the top: of the "
     f"{DIVERSE_POOL} highest-scored unlabelled rows, the one least like every row labelled "

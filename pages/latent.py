@@ -15,6 +15,7 @@ from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
 from ad_studio_ui.labels import label_rows, selected_row_keys, view_key_scheme
 from ad_studio_ui.maps import map_available, map_job, run_holes, run_map, start_map_job
+from ad_studio_ui.review import request_queue
 from ad_studio_ui.series_ui import run_series, series_times
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
@@ -234,26 +235,39 @@ if show_holes:
             "few of them."
         )
     else:
+        # Only rows still to label: the review queue passes labelled rows over, so sending
+        # them would send an empty queue.
         if series is None:
-            hole_keys = view.keys[rows[in_hole]].tolist()
-        else:  # each window in a hole is reviewed at its highest-scoring point
-            hole_keys = [
-                view.keys[
-                    int(units.starts[w]) + int(np.argmax(scores[units.starts[w] :][: units.length]))
-                ]
-                for w in rows[in_hole]
-            ]
-            hole_keys = list(dict.fromkeys(hole_keys))
+            hole_rows = rows[in_hole]
+            hole_keys = view.keys[hole_rows[labels[hole_rows] == -1]].tolist()
+            n_done = int(hole_rows.size) - len(hole_keys)
+        else:  # each window in a hole is reviewed at its highest-scoring unlabelled point
+            picked: dict[int, None] = {}
+            n_done = 0
+            for w in rows[in_hole]:
+                start = int(units.starts[w])
+                open_points = start + np.flatnonzero(labels[start : start + units.length] == -1)
+                if open_points.size:
+                    picked[int(open_points[np.argmax(scores[open_points])])] = None
+                else:
+                    n_done += 1  # every point of the window is labelled
+            hole_keys = view.keys[list(picked)].tolist() if picked else []
         st.markdown(hole_message(found))
+        done_note = (
+            f" {n_done:,} {'row' if series is None else 'window'}(s) in holes are labelled "
+            "already and were left out."
+            if n_done
+            else ""
+        )
 
         def send_holes() -> None:
             ws.set_setting(queue_key(view.dataset_id), hole_keys)
             # The Label page's queue picker: show this queue there, not the last one picked.
-            st.session_state["queue_mode"] = "map"
+            request_queue("map")
             flash(
                 "success",
                 f"Sent {len(hole_keys):,} row(s) in holes to the review queue: the Label page "
-                "now shows them one by one.",
+                "now shows them one by one." + done_note,
             )
 
         st.button(
@@ -262,6 +276,11 @@ if show_holes:
             disabled=not hole_keys,
             on_click=guarded(send_holes),
         )
+        if n_done and not hole_keys:
+            st.caption(
+                f"Every {'row' if series is None else 'window'} in a hole is labelled already: "
+                "nothing is left to send to the review queue."
+            )
 queued = ws.get_setting(queue_key(view.dataset_id)) or []
 if not queued:
     page_link("label", "Review rows one by one")
@@ -271,5 +290,5 @@ elif st.button(
     icon=":material/label:",
     help="Opens the Label page on the queue sent from the map.",
 ):
-    st.session_state["queue_mode"] = "map"
+    request_queue("map")
     st.switch_page("pages/label.py")

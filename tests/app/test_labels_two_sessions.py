@@ -241,7 +241,9 @@ def test_undo_gives_back_the_label_before_with_the_annotator_who_gave_it(home):
     assert latest["annotator"] == "alice"  # her label, not one recorded as Bob's
     assert any(f"Row {key} has alice's label (anomaly) again" in i.value for i in bob.info)
     assert labels_shown(bob)[key] == ("anomaly", "alice")
-    assert metric(bob, "Labels by bob") == "1"  # what Bob gave; the restored label is Alice's
+    # the row's label is Alice's again: none of the labels standing is Bob's
+    assert metric(bob, "Labels by bob") == "0"
+    assert metric(bob, "Labelled rows") == "1"
 
 
 # --- 4. conflicts are said ------------------------------------------------------------------

@@ -226,13 +226,46 @@ def test_a_run_without_roles_says_every_mapped_row_was_a_training_row(
     assert "held-out" not in text and "held none out" in text
 
 
+def browser_shows(radio) -> str:
+    """Return the option a radio shows in the browser, not the value the script reads.
+
+    AppTest's ``value`` is the script's; the browser shows the value the page sends it
+    (``set_value``), else the default option. They differ when a page sets a widget's key
+    while the widget is not drawn: the script then works on one queue while the radio shows
+    another.
+    """
+    proto = radio.proto
+    return proto.raw_value if proto.set_value else proto.options[proto.default]
+
+
+def queue_head(at) -> str:
+    heads = [m.value for m in at.markdown if m.value.startswith("**Row ")]
+    assert len(heads) == 1, [s.value for s in at.success]
+    return heads[0]
+
+
+def assert_on_the_sent_queue(at, sent: list[str]) -> None:
+    """The Label page shows the rows sent from the map, and its radio says so, in the browser too."""
+    from ad_core.runs import QUEUE_MODES
+
+    assert_clean(at)
+    radio = at.radio(key="queue_mode")
+    assert radio.value == "map"
+    assert browser_shows(radio) == QUEUE_MODES["map"]
+    head = queue_head(at)
+    assert re.match(r"\*\*Row (.+?)\*\*", head).group(1) == sent[0]
+    assert "sent from the map" in head
+    assert f"{len(sent):,} left in this queue" in head
+
+
 def test_sent_holes_open_as_the_label_queue(split_app, split_home):
-    # The user looked at the Label page before: its queue picker shows the highest scores.
+    # The user looked at the Label page before and picked a queue there.
     at = open_page(split_app, "label")
     assert_clean(at)
     from ad_core.runs import DEFAULT_QUEUE_MODE
 
     assert at.radio(key="queue_mode").value == DEFAULT_QUEUE_MODE
+    at.radio(key="queue_mode").set_value("random").run()
     at = open_page(at, "latent")
     at.button(key="send_holes").click().run()
     assert_clean(at)
@@ -241,14 +274,36 @@ def test_sent_holes_open_as_the_label_queue(split_app, split_home):
     sent = Workspace(split_home).get_setting(f"review_queue.{dataset_id}")
     assert sent
 
-    at = open_page(at, "label")
-    assert_clean(at)
-    assert at.radio(key="queue_mode").value == "map"
-    heads = [m.value for m in at.markdown if m.value.startswith("**Row ")]
-    assert len(heads) == 1
-    first = re.match(r"\*\*Row (.+?)\*\*", heads[0]).group(1)
-    assert first == sent[0]
-    assert f"{len(sent):,} left in this queue" in heads[0]
+    at = open_page(at, "label")  # as from the sidebar
+    assert_on_the_sent_queue(at, sent)
+    # Any other queue still shows its rows.
+    at.radio(key="queue_mode").set_value("random").run()
+    assert "random sample" in queue_head(at)
+
+
+def test_holes_send_only_rows_still_to_label(split_app, split_home):
+    ws = Workspace(split_home)
+    at = open_page(split_app, "latent")
+    dataset_id = at.session_state["dataset_id"]
+    at.button(key="send_holes").click().run()
+    sent = ws.get_setting(f"review_queue.{dataset_id}")
+    assert len(sent) >= 2
+    try:
+        ws.set_labels(dataset_id, sent[:1], 0, "ana")  # e.g. labelled on the map meanwhile
+        at = open_page(at, "latent")
+        at.button(key="send_holes").click().run()
+        assert_clean(at)
+        assert any("1 row(s) in holes are labelled already" in s.value for s in at.success)
+        again = ws.get_setting(f"review_queue.{dataset_id}")
+        assert again == sent[1:]
+        assert_on_the_sent_queue(open_page(at, "label"), again)
+
+        ws.set_labels(dataset_id, sent, 0, "ana")  # every row in a hole labelled
+        at = open_page(at, "latent")
+        assert at.button(key="send_holes").disabled
+        assert any("Every row in a hole is labelled already" in c.value for c in at.caption)
+    finally:
+        ws.set_labels(dataset_id, sent, -1, "ana")
 
 
 def test_review_button_reopens_the_sent_queue_after_another_was_picked(split_app, split_home):
@@ -262,9 +317,56 @@ def test_review_button_reopens_the_sent_queue_after_another_was_picked(split_app
     sent = Workspace(split_home).get_setting(f"review_queue.{at.session_state['dataset_id']}")
     assert f"Review the {len(sent):,} row(s) sent from the map" in button.label
     button.click().run()
+    assert_on_the_sent_queue(at, sent)
+
+
+def test_a_series_sends_the_points_still_to_label_and_the_label_page_opens_on_them(app):
+    """The series walkthrough: windows in holes sent to the queue after an event was labelled."""
+    from ad_core.data.samples import SAMPLE_DIR
+    from ad_core.maps import queue_key
+    from ad_studio_ui import training
+
+    csv = (SAMPLE_DIR / "machine_series.csv").read_bytes()
+    at = app.file_uploader(key="upload").set_value(("machine.csv", csv, "text/csv")).run()
     assert_clean(at)
-    assert at.radio(key="queue_mode").value == "map"
-    assert any(m.value.startswith(f"**Row {sent[0]}**") for m in at.markdown)
+    dataset_id = at.session_state["dataset_id"]
+    at = open_page(at, "train")
+    at.selectbox(key="train_detector").set_value("autoencoder").run()
+    at.get("form_submit_button")[0].click().run()
+    assert_clean(at)
+    job = training.get_job(at.session_state["training_run_id"])
+    assert job.wait(timeout=240) and job.status == "done", job.error
+    at.sidebar.text_input(key="annotator").input("walker").run()
+    ws = Workspace()
+    at = open_page(at, "label")
+    at.radio(key="queue_mode").set_value("random").run()  # the queue picked before
+    at = open_page(at, "latent")
+    at.button(key="send_holes").click().run()
+    assert_clean(at)
+    sent = ws.get_setting(queue_key(dataset_id))
+    assert sent
+    assert_on_the_sent_queue(open_page(at, "label"), sent)
+
+    # The points sent get labelled (say on the Scores page); the holes are sent again.
+    ws.set_labels(dataset_id, sent, 1, "walker")
+    at = open_page(at, "latent")
+    at.button(key="send_holes").click().run()
+    assert_clean(at)
+    again = ws.get_setting(queue_key(dataset_id))
+    labels = ws.labels(dataset_id)
+    assert again and not any(k in labels for k in again)  # each window's point still to label
+    at = open_page(at, "label")
+    assert_on_the_sent_queue(at, again)
+    at.radio(key="queue_mode").set_value("random").run()  # any other queue keeps its rows
+    assert f"{8064 - len(labels):,} left in this queue" in queue_head(at)
+
+    # Every point labelled: nothing is left to send, and the page says so.
+    every_key = ws.load_scores(at.session_state["run_id"])["row_key"].astype(str).tolist()
+    ws.set_labels(dataset_id, every_key, 0, "walker")
+    at = open_page(at, "latent")
+    assert_clean(at)
+    assert at.button(key="send_holes").disabled
+    assert any("Every window in a hole is labelled already" in c.value for c in at.caption)
 
 
 @pytest.mark.slow  # the first UMAP in a process compiles umap-learn's kernels (up to a minute)

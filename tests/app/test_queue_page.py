@@ -101,3 +101,36 @@ def test_each_queue_shows_its_rows_in_order_with_the_reason(
     at.button(key="review_undo").click().run()
     assert ws.labels(dataset_id) == {}
     at.session_state[f"_skipped_{dataset_id}"].clear()
+
+
+def _metric(at, label: str) -> int:
+    return int(next(m.value for m in at.metric if m.label == label).replace(",", ""))
+
+
+def test_labels_by_the_annotator_count_their_current_labels_so_an_undo_takes_one_off(
+    trained_app, trained_home
+):
+    """N, A, S (skip), N, then U: two rows are labelled, and both figures say so."""
+    ws = Workspace(trained_home)
+    dataset_id = trained_app.session_state["dataset_id"]
+    assert ws.labels(dataset_id) == {}
+    at = open_page(trained_app, "label")
+    at.sidebar.text_input(key="annotator").input("walker").run()
+    for key in ("review_normal", "review_anomaly", "review_skip", "review_normal"):
+        at.button(key=key).click().run()
+        assert not problems(at), problems(at)
+    assert _metric(at, "Labelled rows") == _metric(at, "Labels by walker") == 3
+    at.button(key="review_undo").click().run()
+    assert not problems(at), problems(at)
+    assert len(ws.labels(dataset_id)) == 2
+    assert _metric(at, "Labelled rows") == 2
+    assert _metric(at, "Labels by walker") == 2  # the undone label is not walker's any more
+    at = open_page(at, "scores")
+    at = open_page(at, "label")  # drawn afresh from the workspace: the same figures
+    assert _metric(at, "Labelled rows") == _metric(at, "Labels by walker") == 2
+
+    while ws.undo_last_label(dataset_id, "walker") is not None:  # leave no labels behind
+        pass
+    at.run()
+    assert _metric(at, "Labelled rows") == _metric(at, "Labels by walker") == 0
+    at.session_state[f"_skipped_{dataset_id}"].clear()

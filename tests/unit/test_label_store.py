@@ -162,7 +162,9 @@ def test_a_restored_label_keeps_the_annotator_and_time_it_was_given(ws, ds):
     now = ws.current_labels(ds)["31"]
     assert (now.label, now.annotator, now.given_at) == (1, "alice", given_at)
     assert (now.changed_by, now.kind) == ("bob", "undo")
-    assert ws.count_labels_given(ds, "bob") == 1  # what he gave, not what his undo restored
+    # Rows whose current label each one gave: bob's undo gave row 31 back to alice.
+    assert ws.count_labels_given(ds, "bob") == 0
+    assert ws.count_labels_given(ds, "alice") == 2
     # Alice's own undo then takes back her whole batch, the restored row included.
     assert ws.undo_last_label(ds, "alice").restored == {"31": -1, "6": -1}
     assert ws.labels(ds) == {}

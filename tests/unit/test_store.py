@@ -368,13 +368,22 @@ def test_a_failed_commit_does_not_leave_the_connection_in_a_transaction(tmp_path
     assert ws.labels(ds) == {"1": 0}
 
 
-def test_count_labels_given_counts_an_annotators_labels_but_not_undos(ws, dataset_id):
+def test_count_labels_given_counts_the_rows_whose_current_label_is_the_annotators(ws, dataset_id):
     ws.set_labels(dataset_id, ["r1", "r2"], 1, "alice")
+    ws.set_labels(dataset_id, ["r1", "r2"], 1, "alice")  # the same rows again: still two
+    assert ws.count_labels_given(dataset_id, "alice") == 2
     ws.set_labels(dataset_id, ["r3"], 0, "bob")
-    ws.undo_last_label(dataset_id, "alice")
+    ws.set_labels(dataset_id, ["r4"], 1, "alice")
+    ws.undo_last_label(dataset_id, "alice")  # r4's label is taken back: not alice's any more
     assert ws.count_labels_given(dataset_id, "alice") == 2
     assert ws.count_labels_given(dataset_id, "bob") == 1
     assert ws.count_labels_given(dataset_id, "carol") == 0
+    ws.set_labels(dataset_id, ["r1"], -1, "alice")  # a cleared row is nobody's label
+    ws.set_labels(dataset_id, ["r2"], 0, "bob")  # bob's label replaces alice's
+    assert ws.count_labels_given(dataset_id, "alice") == 0
+    assert ws.count_labels_given(dataset_id, "bob") == 2
+    # Each figure adds up to the labelled rows, as the Label page shows them side by side.
+    assert len(ws.labels(dataset_id)) == 2
 
 
 def test_a_large_dataset_is_stored_in_slices_and_reads_back_identical(tmp_path, monkeypatch):

@@ -316,6 +316,16 @@ def _series_times(home: str, dataset_id: str, schema_json: str, settings_json: s
     return out
 
 
+def time_text(value: Any) -> str:
+    """Return a point's time as a person writes it ("2026-03-26 12:20"), or its position."""
+    if isinstance(value, np.datetime64 | pd.Timestamp):
+        stamp = pd.Timestamp(value)
+        if pd.isna(stamp):
+            return "no time"
+        return stamp.strftime("%Y-%m-%d %H:%M:%S" if stamp.second else "%Y-%m-%d %H:%M")
+    return f"{value:,}" if isinstance(value, int | np.integer) else str(value)
+
+
 def series_times(view: DatasetView, settings: SeriesSettings) -> np.ndarray:
     """Return each point's time as the library reads it (its position for ordered rows)."""
     ws = get_workspace()
@@ -575,6 +585,6 @@ def queue_stretch(
     st.plotly_chart(fig, key="review_stretch_plot")
     st.caption(
         f"Normal and Anomaly label the shaded stretch: {b - a + 1:,} points, from "
-        f"{times[a]} to {times[b]}."
+        f"{time_text(times[a])} to {time_text(times[b])}."
     )
     return a, b

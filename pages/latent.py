@@ -10,13 +10,14 @@ from ad_core.maps import METHODS, display_rows, hole_message, queue_key
 from ad_core.plots import latent_map_figure
 from ad_core.runs import percentiles
 from ad_core.series import window_labels
+from ad_core.store import LABEL_NAMES
 from ad_core.thresholds import flag
 from ad_studio_ui import state
 from ad_studio_ui.frame import flash, guarded, inside_app, page_link, require_dataset, require_run
 from ad_studio_ui.labels import label_rows, selected_row_keys, view_key_scheme
 from ad_studio_ui.maps import map_available, map_job, run_holes, run_map, start_map_job
 from ad_studio_ui.review import request_queue
-from ad_studio_ui.series_ui import run_series, series_times
+from ad_studio_ui.series_ui import run_series, series_times, time_text
 from ad_studio_ui.workspace import get_workspace, label_array, run_scores, run_title
 
 MAX_POINTS = 15_000
@@ -137,14 +138,21 @@ elif color_by == "time":
     color, kind, color_title = pos.astype(np.float64), "score", "window<br>number"
 else:
     color, kind = unit_truth[pos], "label"
+#: what a window's label means in words (window_labels: 1 holds a point labelled anomaly, 0 is
+#: at least half labelled normal)
+WINDOW_LABEL_TEXT = {
+    1: "holds a point labelled anomaly",
+    0: "labelled normal (half or more)",
+    -1: "unlabelled",
+}
 if series is None:
     hover = [
-        f"row {k}<br>score {s:.4g}<br>label {lab}"
+        f"row {k}<br>score {s:.4g}<br>{LABEL_NAMES.get(int(lab), 'unlabelled')}"
         for k, s, lab in zip(keys, scores[pos], labels[pos], strict=True)
     ]
 else:
     hover = [
-        f"window from {t}<br>score {s:.4g}<br>label {lab}"
+        f"window from {time_text(t)}<br>score {s:.4g}<br>{WINDOW_LABEL_TEXT.get(int(lab), 'unlabelled')}"
         for t, s, lab in zip(unit_times[pos], unit_scores[pos], unit_labels[pos], strict=True)
     ]
 fig = latent_map_figure(

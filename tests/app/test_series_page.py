@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -201,6 +202,9 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     assert chart, "the queued point is shown in its stretch of the series"
     shading, _ = _shaded(at, "Point ")
     assert len(shading) == 2  # the stretch the buttons label, on both panels
+    said = next(c.value for c in at.caption if "label the shaded stretch" in c.value)
+    # times as a person writes them: "2026-03-02 08:15", not numpy's "...T08:15:00.000000000"
+    assert re.search(r"from \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d\.", said)
     button = at.button(key="review_anomaly")
     n = int(button.label.split("(")[1].split(" ")[0].replace(",", ""))
     button.click().run()

@@ -45,6 +45,7 @@ _REGISTRY: dict[str, str] = {
     "ocsvm": "ad_core.detectors.classic:OCSVM",
     "knn": "ad_core.detectors.classic:KNN",
     "ecod": "ad_core.detectors.ecod:ECOD",
+    "copod": "ad_core.detectors.copod:COPOD",
     "pca": "ad_core.detectors.pca:PCA",
     "seq2seq": "ad_core.detectors.seq2seq:Seq2Seq",
     "bigan": "ad_core.detectors.bigan:BiGAN",

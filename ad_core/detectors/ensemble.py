@@ -88,6 +88,7 @@ MEMBERS = (
     "isolation_forest",
     "ecod",
     "pca",
+    "copod",  # last: added after the others, so the bench's candidate order stays
 )
 TITLES = {
     "autoencoder": "autoencoder",
@@ -98,6 +99,7 @@ TITLES = {
     "isolation_forest": "Isolation Forest",
     "ecod": "ECOD",
     "pca": "PCA",
+    "copod": "COPOD",
 }
 #: members whose settings include epochs (Deep SVDD's also pretrain_epochs)
 DEEP_MEMBERS = ("autoencoder", "vae", "deep_svdd")
@@ -345,6 +347,7 @@ class Ensemble(BaseDetector):
         isolation_forest_weight: float = 2.0,
         ecod_weight: float = 1.0,
         pca_weight: float = 0.0,
+        copod_weight: float = 0.0,
         combination: str = "zscore",
         latent_member: str = "auto",
         forest_trees: int = 500,
@@ -362,6 +365,7 @@ class Ensemble(BaseDetector):
         self.isolation_forest_weight = isolation_forest_weight
         self.ecod_weight = ecod_weight
         self.pca_weight = pca_weight
+        self.copod_weight = copod_weight
         self.combination = combination
         self.latent_member = latent_member
         self.forest_trees = forest_trees

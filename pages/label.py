@@ -318,11 +318,15 @@ if pos is None:
 else:
     key = str(view.keys[pos])
     shown = int(labels[pos])
-    rank = int(np.count_nonzero(scores >= scores[pos]))
+    # Rank 1 is the highest score; rows with the same score share the best rank among them
+    # (a series' points often tie: they take their window's score).
+    rank = int(np.count_nonzero(scores > scores[pos])) + 1
+    ties = int(np.count_nonzero(scores == scores[pos])) - 1
+    tied = f", tied with {ties:,} other row{'s' if ties > 1 else ''}" if ties else ""
     is_flagged = bool(flag(scores[pos : pos + 1], threshold)[0])
     st.markdown(
         f"**Row {key}** · :blue-badge[{queue.reasons[0]}] · score {scores[pos]:.5g} "
-        f"(rank {rank:,} of {scores.size:,}) · "
+        f"(rank {rank:,} of {scores.size:,}{tied}) · "
         f"{'flagged' if is_flagged else 'not flagged'} · {remaining:,} left in this queue"
     )
     stretch = None

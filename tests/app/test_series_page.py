@@ -202,6 +202,7 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     assert chart, "the queued point is shown in its stretch of the series"
     shading, _ = _shaded(at, "Point ")
     assert len(shading) == 2  # the stretch the buttons label, on both panels
+    first_header = next(m.value for m in at.markdown if m.value.startswith("**Row "))
     said = next(c.value for c in at.caption if "label the shaded stretch" in c.value)
     # times as a person writes them: "2026-03-02 08:15", not numpy's "...T08:15:00.000000000"
     assert re.search(r"from \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d\.", said)
@@ -217,6 +218,10 @@ def test_the_label_queue_shows_a_stretch_of_the_series_and_labels_it_whole(app):
     keys = Workspace().load_scores(run_id)["row_key"].astype(str).tolist()
     assert labels.get(keys[top]) == 1
     assert any("Labelled the stretch" in s.value for s in at.success)
+    # the row shown first was the top score: rank 1, its ties said (points share windows)
+    ties = int((scores == scores.max()).sum()) - 1
+    header = f"(rank 1 of {scores.size:,}" + (f", tied with {ties:,} other row" if ties else ")")
+    assert header in first_header, first_header
 
 
 def test_an_unflagged_point_is_labelled_as_the_window_it_scored_highest_in(app):

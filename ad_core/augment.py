@@ -629,7 +629,7 @@ def augment(
 
 # -- rows that are images ------------------------------------------------------------------
 #: the preprocessing of rows read as images: every pixel kept, one scale for all of them
-IMAGE_PREPROCESSING = {"scaling": "global", "keep_constant": True}
+IMAGE_PREPROCESSING = {"scaling": "global", "keep_constant": True, "missing_indicators": False}
 
 
 @dataclass(frozen=True)

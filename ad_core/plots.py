@@ -702,6 +702,8 @@ def _bucket_extremes(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray,
     def first_at(extreme: np.ndarray) -> np.ndarray:
         at = starts.copy()  # all-NaN buckets keep their first position
         hits = np.flatnonzero(span == extreme[bucket])
+        if hits.size == 0:  # every bucket is all-NaN
+            return at
         first = np.r_[True, bucket[hits][1:] != bucket[hits][:-1]]
         at[bucket[hits][first]] = hits[first]
         return at

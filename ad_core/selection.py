@@ -25,9 +25,9 @@ Clarke-Pearson's (Biometrics 1988) paired comparison of AUROCs on the same rows:
 variance from each labelled row's placement values (computed from mid-ranks, Sun & Xu 2014,
 ties counting one half), a Student-t interval with one degree of freedom fewer than the
 smaller class (with few labelled anomalies the normal approximation claims too much), and
-the confidence widened Bonferroni-style for the number of candidates compared with the
-leader (the leader is picked from the same labels, and every comparison is one more chance to
-claim a difference that is not there). Below ``MIN_TO_TELL`` labelled rows of either class
+the confidence widened Bonferroni-style for every pair of candidates (the leader is picked
+from the same labels, so "the leader beats this one" is one of all the pairwise claims, and
+every comparison is one more chance to claim a difference that is not there). Below ``MIN_TO_TELL`` labelled rows of either class
 no gap is called at all: the statement asks for more labels. Why not the bootstrap of the
 gap, as before: with a handful of labelled anomalies the resamples are too few distinct
 draws and the intervals far too narrow; of two equally good candidates, one anomaly and 50
@@ -86,7 +86,7 @@ class CandidateResult:
     auprc_low: float
     auprc_high: float
     #: the leader's AUROC minus this one's, and DeLong's paired interval of that difference
-    #: (Student-t, widened for the number of comparisons; NaN below MIN_TO_TELL labels)
+    #: (Student-t, widened for all pairs of candidates; NaN below MIN_TO_TELL labels)
     gap: float
     gap_low: float
     gap_high: float
@@ -127,16 +127,17 @@ class Ranking:
         """Return what the ranking says, in plain sentences, with how many labels it rests on."""
         pct = f"{self.confidence:.0%}"
         lead = self.results[0]
+        few = min(self.n_anomalies, self.n_normals) < MIN_TO_TELL
         text = [
             f"Ranked on {self.n_labelled} labelled rows ({self.n_anomalies} anomalies, "
             f"{self.n_normals} normal); no other row counts.",
-            f"Leader: {lead.name}, AUROC {lead.auroc:.3f} ({pct} interval "
-            f"{lead.auroc_low:.3f} to {lead.auroc_high:.3f}).",
+            f"Leader: {lead.name}, AUROC {lead.auroc:.3f}"
+            + ("." if few else f" ({pct} interval {lead.auroc_low:.3f} to {lead.auroc_high:.3f})."),
         ]
         if len(self.results) == 1:
             return " ".join(text)
         close = [r for r in self.results[1:] if not r.distinguishable]
-        if min(self.n_anomalies, self.n_normals) < MIN_TO_TELL:
+        if few:
             text.append(
                 f"Too few labels to tell any two candidates apart: label at least "
                 f"{MIN_TO_TELL} anomalies and {MIN_TO_TELL} normal rows (better 20 or more "
@@ -145,8 +146,9 @@ class Ranking:
         elif not close:
             text.append(
                 "The labels are enough to tell the leader from every other candidate "
-                f"(each AUROC gap's {pct} interval, widened for the "
-                f"{len(self.results) - 1} comparisons, excludes 0)."
+                f"(each AUROC gap's {pct} interval, widened for all "
+                f"{len(self.results) * (len(self.results) - 1) // 2} pairwise comparisons, "
+                "excludes 0)."
             )
         else:
             names = ", ".join(

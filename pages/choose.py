@@ -58,6 +58,7 @@ n_features = len(dataset_summary(view.dataset_id, prep).features_out)
 image_prep = {
     **prep,
     "keep_constant": True,
+    "missing_indicators": False,  # extra "is missing" columns would break the pixel grid
     "scaling": prep["scaling"] if prep["scaling"] in ("none", "global") else "global",
 }
 n_pixels = len(dataset_summary(view.dataset_id, image_prep).features_out)

@@ -343,6 +343,7 @@ if layout is not None:
         not layout.blank
         and choices.get("scaling") in ("global", "none")
         and bool(choices.get("keep_constant"))
+        and not choices.get("missing_indicators")
     )
     if image_ready:
         st.caption(
@@ -358,6 +359,7 @@ if layout is not None:
             # the widgets above show what was stored, not their last values
             st.session_state[f"scaling_{dataset_id}"] = new_choices["scaling"]
             st.session_state[f"keepconst_{dataset_id}"] = True
+            st.session_state[f"indicators_{dataset_id}"] = False
             flash(
                 "success",
                 f"Rows are read as {layout.describe()}: "
@@ -379,9 +381,10 @@ if layout is not None:
             "Treat rows as images",
             key=f"as_images_{dataset_id}",
             on_click=guarded(as_images),
-            help="Makes the blank pixel columns features again, keeps constant columns and "
-            "sets the scaling to 'global' (one mean and spread over all pixels). Undo by "
-            "changing the roles and the scaling back.",
+            help="Makes the blank pixel columns features again, keeps constant columns, "
+            "adds no 'is missing' columns and sets the scaling to 'global' (one mean and "
+            "spread over all pixels). Undo by changing the roles, the scaling and those two "
+            "boxes back.",
         )
 
 if not summary.error and summary.n_rows >= 2:

@@ -517,7 +517,8 @@ if (n_anomaly + n_normal) == 0:
 elif anomaly_missing:
     st.caption(
         f"{sad.title} learns only from labelled anomalies: with normal rows alone it would "
-        "rank exactly as before. Label at least one anomaly, or retrain with "
+        "rank as its unsupervised detectors do, whatever you labelled. Label at least one "
+        "anomaly, or retrain with "
         + " or ".join(get_detector_info(n).title for n in retrainers if n != retrainer)
         + "."
     )

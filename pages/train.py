@@ -96,8 +96,9 @@ truth = view.truth
 has_truth = truth is not None and bool((truth == 1).any() and (truth == 0).any())
 if has_truth:
     share = float((truth == 1).sum() / max(1, (truth != -1).sum()))
-    # The form's last submitted choice (a form's widgets change only when it is submitted).
-    chosen = st.session_state.get(f"train_on.{view.dataset_id}")
+    # The form's last submitted choice (a form's widgets change only when it is submitted),
+    # restored first: Streamlit forgets it while another page is open.
+    chosen = st.session_state[state.kept_widget(f"train_on.{view.dataset_id}", "all")]
     if share > 0.2 and chosen == "truth_normal":
         st.caption(
             f"By the ground truth, {share:.0%} of the rows are anomalies; you train on the "

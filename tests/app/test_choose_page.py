@@ -126,10 +126,12 @@ def test_image_rows_keep_every_pixel_and_one_scale_for_the_image_augmentations(a
     assert not any("rotate" in o for o in box.options)
     at = open_page(at, "data")
     assert any("look like 8 x 8 images" in i.value for i in at.info)
+    at.checkbox(key=f"indicators_{dataset_id}").check().run()  # would add columns to the grid
     at.button(key=f"as_images_{dataset_id}").click().run()
     assert not problems(at), problems(at)
     assert any("Rows are read as 8 x 8 images" in c.value for c in at.caption)
     assert at.selectbox(key=f"scaling_{dataset_id}").value == "global"
+    assert not at.checkbox(key=f"indicators_{dataset_id}").value
     at = open_page(at, "choose")
     box = next(m for m in at.multiselect if m.key.startswith("choose_augmentations."))
     rotate = [o for o in box.options if "rotate" in o]

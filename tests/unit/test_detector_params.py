@@ -152,7 +152,7 @@ def test_a_setting_changed_by_set_params_is_checked_too(small_table):
 
 
 def test_checks_that_depend_on_the_data_stay(small_table):
-    with pytest.raises(ValueError, match=r"smaller than the number of training rows \(12\)"):
+    with pytest.raises(ValueError, match=r"needs more than 20 of them; there are 12\."):
         make_detector("knn", n_neighbors=20).fit(small_table)
     with pytest.raises(ValueError, match="dimension between 2 and"):
         make_detector("compact_vae", compactness="sphere", rep_dim=1, epochs=1).fit(small_table)

@@ -235,3 +235,10 @@ def test_loss_curves_on_very_different_scales_share_a_log_axis():
     assert len(flat.data[0].x) == 5
     signed = [{"stage": "train", "epoch": e, "loss": v} for e, v in enumerate([-1.0, 200.0])]
     assert loss_curve_figure(signed).layout.yaxis.type != "log"
+
+
+def test_bucket_extremes_of_a_column_with_no_number_at_all():
+    from ad_core.plots import _bucket_extremes
+
+    pos, values = _bucket_extremes(np.full(10, np.nan), np.array([0, 4, 10]))
+    assert pos.tolist() == [0, 4] and np.isnan(values).all()

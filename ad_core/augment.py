@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -653,8 +654,10 @@ def image_layout(frame: Any, schema: Any) -> ImageLayout | None:
 
     The pixels are the numeric feature columns plus the numeric columns the schema set aside
     as constant (a blank border); together, and with no categorical feature, they must be a
-    square number of at least ``MIN_AUTO_SIDE`` x ``MIN_AUTO_SIDE``. Columns keep the table's
-    order, which is the pixels' order.
+    square number of at least ``MIN_AUTO_SIDE`` x ``MIN_AUTO_SIDE``, and share one value range
+    (half the non-blank columns span at least a quarter of the table's whole range: pixels do,
+    sensors on their own scales do not). Columns keep the table's order, which is the pixels'
+    order.
     """
     import pandas as pd
 
@@ -671,6 +674,15 @@ def image_layout(frame: Any, schema: Any) -> ImageLayout | None:
     pixels = [c for c in schema.columns if c in numeric or c in blank]
     side = math.isqrt(len(pixels))
     if side < MIN_AUTO_SIDE or side * side != len(pixels):
+        return None
+    # Pixels share one value range (0-255, 0-1); 64 or 100 sensors on their own scales do not:
+    # half the columns must span a quarter of the whole table's range.
+    values = frame[[c for c in pixels if c not in blank]].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spans = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+        whole = float(np.nanmax(values) - np.nanmin(values))
+    if not whole > 0 or float(np.nanmedian(spans)) < 0.25 * whole:
         return None
     return ImageLayout((side, side), tuple(c for c in pixels if c in blank), tuple(pixels))
 

@@ -233,6 +233,10 @@ def test_rows_with_blank_pixels_read_as_images_and_keep_their_picture():
     assert np.allclose(X, expected, atol=1e-5)
     # a table whose columns are no square is no image; nor one with a categorical column
     assert image_layout(frame.iloc[:, :60], infer_schema(frame.iloc[:, :60])) is None
+    # nor 64 sensors, each on its own scale
+    sensors = pd.DataFrame(rng.normal(size=(50, 64)) * np.logspace(0, 4, 64))
+    sensors.columns = [f"s{i}" for i in range(64)]
+    assert image_layout(sensors, infer_schema(sensors)) is None
     mixed = frame.assign(kind=["a", "b"] * 25)
     assert image_layout(mixed, infer_schema(mixed).with_role("kind", "categorical")) is None
 

@@ -147,7 +147,11 @@ def figures_now(
         "on": "no ground truth",
     }
     truth = view.truth
-    if truth is None or not ((truth == 1).any() and (truth == 0).any()):
+    if truth is not None and not ((truth == 1).any() and (truth == 0).any()):
+        only = "anomalies" if (truth == 1).any() else "normal rows"
+        out["on"] = f"a ground truth of {only} only (AUROC needs both)"
+        return out
+    if truth is None:
         return out
     roles = run_row_roles(run, view.n_rows)
     role = ROLE_HELDOUT if role_counts(roles, truth)[ROLE_HELDOUT] else None

@@ -284,10 +284,10 @@ def loss_curve_figure(
         fig.add_scatter(x=list(epochs), y=list(losses), mode="lines+markers", name=stage)
     fig.update_layout(title=title, height=280, **_LAYOUT)
     fig.update_xaxes(title="epoch")
-    # Stages on very different scales (Deep SAD's pretraining near 100, its training near
-    # 0.01) would flatten the smaller one: a log axis shows both.
+    # Losses over more than 20x (Deep SAD's pretraining near 100 and training near 0.01, or
+    # a first epoch far above the rest) flatten on a linear axis: a log axis shows them.
     values = np.array([loss for points in stages.values() for _, loss in points])
-    log = values.size > 0 and bool((values > 0).all()) and values.max() > 100 * values.min()
+    log = values.size > 0 and bool((values > 0).all()) and values.max() > 20 * values.min()
     fig.update_yaxes(title="loss (log scale)" if log else "loss", type="log" if log else None)
     return fig
 
@@ -769,6 +769,7 @@ def series_figure(
     title: str = "The series, and each point's anomaly score",
     height: int = 560,
     range_slider: bool = True,
+    point: int | None = None,
 ) -> go.Figure:
     """Return the series over time with the per-point score beneath it.
 
@@ -779,7 +780,8 @@ def series_figure(
     as a band under the score panel. ``keys``: each point's row key, carried as
     ``customdata`` so a selection on the chart names rows. A range slider under the chart
     zooms the time axis. Series longer than :data:`SERIES_MAX_POINTS` are reduced to each
-    bucket's extremes (:func:`reduce_series`).
+    bucket's extremes (:func:`reduce_series`). ``point``: a position marked on both panels by
+    a dotted line, its score a dot (the row the Label page asks about).
     """
     from plotly.subplots import make_subplots
 
@@ -843,6 +845,22 @@ def series_figure(
         for a, b in stretches:
             colour = colours.get(name, COLORS["unlabelled"])
             _stretch_shape(fig, xs, a, b, colour, 2, y0=0.0, y1=0.05, opacity=0.8)
+    if point is not None and _axis_value(xs[int(point)]) is not None:
+        at = _axis_value(xs[int(point)])
+        for row in (1, 2):
+            fig.add_vline(x=at, line=dict(color="#111827", width=1, dash="dot"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[xs[int(point)]],
+                y=[s[int(point)]],
+                mode="markers",
+                name="this point",
+                marker=dict(color="#111827", size=9, symbol="diamond"),
+                hovertemplate="this point: score %{y:.4g}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
     fig.update_yaxes(title_text="value (standardised)" if several else "value", row=1, col=1)
     fig.update_yaxes(title_text="score", row=2, col=1)
     fig.update_xaxes(title_text=x_title, row=2, col=1)

@@ -445,9 +445,14 @@ def train_run(
         )
         raise
     except Exception as exc:
+        from ad_core.data import DataError
+        from ad_core.detectors import ParameterError
+
+        # Messages written for people are stored as they are; others keep their class name.
+        people = isinstance(exc, DataError | ParameterError)
         ws.finish_run(
             run_id,
-            {"error": f"{type(exc).__name__}: {exc}"},
+            {"error": str(exc) if people else f"{type(exc).__name__}: {exc}"},
             status="failed",
             fit_seconds=time.perf_counter() - start,
         )

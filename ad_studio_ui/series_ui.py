@@ -581,10 +581,12 @@ def queue_stretch(
         title=f"Point {view.keys[pos]}: {what}, shaded, with {context:,} points either side",
         height=420,
         range_slider=False,
+        point=pos - lo,
     )
     st.plotly_chart(fig, key="review_stretch_plot")
     st.caption(
         f"Normal and Anomaly label the shaded stretch: {b - a + 1:,} points, from "
-        f"{time_text(times[a])} to {time_text(times[b])}."
+        f"{time_text(times[a])} to {time_text(times[b])}. The dotted line and the diamond "
+        f"mark the queued point ({time_text(times[pos])})."
     )
     return a, b

@@ -356,10 +356,9 @@ if layout is not None:
             ws.update_dataset_schema(dataset_id, schema_as_images(schema, layout).to_dict())
             new_choices = {**choices, **IMAGE_PREPROCESSING}
             state.set_preprocessing_choices(dataset_id, new_choices)
-            # the widgets above show what was stored, not their last values
-            st.session_state[f"scaling_{dataset_id}"] = new_choices["scaling"]
-            st.session_state[f"keepconst_{dataset_id}"] = True
-            st.session_state[f"indicators_{dataset_id}"] = False
+            # the widgets above are drawn anew from what was stored, not their last values
+            for widget in ("scaling", "keepconst", "indicators"):
+                st.session_state.pop(f"{widget}_{dataset_id}", None)
             flash(
                 "success",
                 f"Rows are read as {layout.describe()}: "

@@ -242,3 +242,17 @@ def test_bucket_extremes_of_a_column_with_no_number_at_all():
 
     pos, values = _bucket_extremes(np.full(10, np.nan), np.array([0, 4, 10]))
     assert pos.tolist() == [0, 4] and np.isnan(values).all()
+
+
+def test_a_series_figure_marks_the_point_asked_about_on_both_panels():
+    from ad_core.plots import series_figure
+
+    times = np.datetime64("2026-03-01T00:00", "ns") + np.arange(120) * np.timedelta64(5, "m")
+    scores = np.linspace(0.0, 1.0, times.size)
+    fig = series_figure(times, {"t": scores * 3}, scores, 0.5, point=7, range_slider=False)
+    marker = next(t for t in fig.data if t.name == "this point")
+    assert marker.y[0] == scores[7]
+    shapes = fig.to_plotly_json()["layout"]["shapes"]
+    dotted = [sh for sh in shapes if sh.get("line", {}).get("dash") == "dot"]
+    assert len(dotted) == 2  # one per panel, at the point's time (on the date axis' scale)
+    assert {str(sh["x0"])[:16] for sh in dotted} == {"2026-03-01T00:35"}

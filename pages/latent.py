@@ -267,6 +267,13 @@ if show_holes:
             if n_done
             else ""
         )
+        if series is not None:
+            n_open = int(rows[in_hole].size) - n_done
+            if n_open > len(hole_keys):  # overlapping windows peak at the same point
+                done_note += (
+                    f" The {n_open:,} windows still to label share {len(hole_keys):,} "
+                    "highest-scoring points: each point is sent once."
+                )
 
         def send_holes() -> None:
             ws.set_setting(queue_key(view.dataset_id), hole_keys)

@@ -345,6 +345,10 @@ def test_a_series_sends_the_points_still_to_label_and_the_label_page_opens_on_th
     assert_clean(at)
     sent = ws.get_setting(queue_key(dataset_id))
     assert sent
+    said = " ".join(s.value for s in at.success)
+    assert f"Sent {len(sent):,} row(s) in holes" in said
+    # overlapping windows peak at the same points: the count is explained
+    assert f"share {len(sent):,} highest-scoring points" in said, said
     assert_on_the_sent_queue(open_page(at, "label"), sent)
 
     # The points sent get labelled (say on the Scores page); the holes are sent again.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _detector_title(name: str) -> str:
+    """Return a detector's title from the registry ("Isolation Forest"), else its name."""
+    from ad_core import get_detector_info
+
+    try:
+        return get_detector_info(name).title
+    except (KeyError, ValueError):
+        return name  # a detector no longer installed: its run still lists
+
+
+def settings_text(params: dict[str, Any]) -> str:
+    """Return settings as "epochs 100 · lr 0.001", unset ones (None) left out."""
+    parts = []
+    for name in sorted(params):
+        value = params[name]
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        parts.append(f"{name} {value}")
+    return " · ".join(parts) or "defaults"
+
+
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """Return one row per run: id, detector, status, time, figures at training and settings.
 
@@ -76,7 +98,7 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
         metrics = run.metrics or {}
         row: dict[str, Any] = {
             "run": run.id,
-            "detector": run.detector,
+            "detector": _detector_title(run.detector),
             "status": run_status(run),
             "created (UTC)": run.created[:19].replace("T", " "),
             "fit seconds": None if run.fit_seconds is None else round(run.fit_seconds, 1),
@@ -90,10 +112,12 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
         parent = metrics.get("parent_run")
         row["retrained from"] = None if parent is None else f"#{parent}"
         row["trained on"] = _trained_on(metrics)
-        row["settings"] = json.dumps(run.params or {}, sort_keys=True)
-        if metrics.get("error"):
-            row["settings"] = f"{metrics['error']} | {row['settings']}"
+        row["settings"] = settings_text(run.params or {})
+        row["why it failed"] = metrics.get("error") if run.status != "done" else None
         rows.append(row)
+    if rows and all(row["why it failed"] is None for row in rows):
+        for row in rows:
+            del row["why it failed"]
     for name in rows[0] if rows else ():
         if any(row[name] is None for row in rows):
             for row in rows:

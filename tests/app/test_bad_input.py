@@ -172,6 +172,11 @@ def test_the_default_first_run_on_five_rows_says_why_it_cannot_train(app):
     # 5 rows, some held out for evaluation: fewer still to train on
     assert re.search(r"needs at least 6 training rows; there are [1-5]\.", shown), shown
     assert "Error" not in shown and "(in " not in shown
+    # the Runs page keeps the same sentence, in a column of its own
+    at = open_page(at, "runs")
+    (table,) = [d.value for d in at.dataframe if "run" in d.value.columns]
+    why = table.set_index("run").loc[job.run_id, "why it failed"]
+    assert why.startswith("The ensemble's nearest-neighbour member") and "Error" not in why
 
 
 @pytest.mark.parametrize("detector", ["ensemble", "autoencoder"])

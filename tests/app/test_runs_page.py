@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ad_core import get_detector_info
 from ad_core.data import Schema, ground_truth
 from ad_core.metrics import auroc, prf_at
 from ad_core.runs import ROLE_HELDOUT, ROW_ROLES_FILE, TrainingSetup
@@ -169,6 +170,9 @@ def test_runs_table_has_words_for_columns_and_no_none_cells(app, labelled_after_
     assert not any(c is None or c in ("None", "nan", "null") for c in cells), cells
     assert not table.isna().to_numpy().any()
     by_run = table.set_index("run")
+    assert by_run.loc[first, "detector"] == get_detector_info("pca").title  # a title, no code
+    assert "{" not in by_run.loc[first, "settings"] and "null" not in by_run.loc[first, "settings"]
+    assert "why it failed" not in table.columns  # no run failed
     assert by_run.loc[first, "retrained from"] == "–"  # trained from scratch
     assert by_run.loc[first, "labels trained with"] == "–"  # trained without labels
     assert by_run.loc[first, "training rows"] == 700

@@ -539,7 +539,9 @@ if submitted and not busy:
             parent_run=run.id,
         )
         st.session_state[state.TRAINING] = job.run_id
-if job is not None:
+# A training still running, or a finished retrain; a first run trained on the Train page is
+# that page's news, not this one's.
+if job is not None and (job.running or ws.get_setting(f"run_parent.{job.run_id}") is not None):
     show_job(job.run_id)
 
 # --- before / after -----------------------------------------------------------------------

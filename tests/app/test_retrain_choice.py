@@ -67,6 +67,7 @@ def test_retrain_with_labels_through_the_form(app, retrainer):
     job = training.get_job(run_id)
     assert job.wait(timeout=180) and job.status == "done", job.error
     at.run()
+    assert any(f"Run #{run_id} is trained and scored" in s.value for s in at.success)
     run = ws.get_run(run_id)
     assert run.detector == retrainer and run.metrics["n_labels"] == 30
     assert ws.get_setting(f"run_parent.{run_id}") == base
@@ -86,6 +87,8 @@ def test_normal_labels_alone_retrain_only_what_learns_from_them(app, retrainer):
     at = open_page(at, "label")
     at.radio(key="retrain_detector").set_value(retrainer).run()
     assert not problems(at), problems(at)
+    # the first run's "trained and scored" box belongs to the Train page, not here
+    assert not any("is trained and scored" in s.value for s in at.success)
     submit = next(b for b in at.get("form_submit_button") if "with 5 labels" in b.label)
     needs = list_detectors()[[d.name for d in list_detectors()].index(retrainer)]
     says_why = any("learns only from labelled anomalies" in c.value for c in at.caption)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -664,25 +663,27 @@ def image_layout(frame: Any, schema: Any) -> ImageLayout | None:
     if schema.categorical_columns:
         return None
     numeric = set(schema.numeric_columns)
-    blank = []
-    for column in schema.columns_with_role("ignore"):
-        values = frame[column]
-        if not pd.api.types.is_numeric_dtype(values) or values.isna().all():
-            continue
-        if values.nunique(dropna=True) <= 1:
-            blank.append(column)
+    maybe_blank = [
+        c for c in schema.columns_with_role("ignore") if pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    # Whether any count of pixels could be a square, before a column's values are read.
+    counts = range(len(numeric), len(numeric) + len(maybe_blank) + 1)
+    if not any(k >= MIN_AUTO_SIDE**2 and math.isqrt(k) ** 2 == k for k in counts):
+        return None
+    blank = [
+        c for c in maybe_blank if frame[c].notna().any() and frame[c].nunique(dropna=True) <= 1
+    ]
     pixels = [c for c in schema.columns if c in numeric or c in blank]
     side = math.isqrt(len(pixels))
     if side < MIN_AUTO_SIDE or side * side != len(pixels):
         return None
     # Pixels share one value range (0-255, 0-1); 64 or 100 sensors on their own scales do not:
-    # half the columns must span a quarter of the whole table's range.
-    values = frame[[c for c in pixels if c not in blank]].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        spans = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
-        whole = float(np.nanmax(values) - np.nanmin(values))
-    if not whole > 0 or float(np.nanmedian(spans)) < 0.25 * whole:
+    # half the columns must span a quarter of the whole table's range. (Per-column minima and
+    # maxima, missing values skipped, without a copy of the table.)
+    shown = frame[[c for c in pixels if c not in blank]]
+    lows, highs = shown.min(), shown.max()
+    whole = float(highs.max() - lows.min())
+    if not whole > 0 or float((highs - lows).median()) < 0.25 * whole:
         return None
     return ImageLayout((side, side), tuple(c for c in pixels if c in blank), tuple(pixels))
 

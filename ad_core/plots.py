@@ -266,6 +266,17 @@ def score_comparison_figure(
     return fig
 
 
+def _finite_loss(event: Mapping[str, Any]) -> bool:
+    loss = event.get("loss")
+    return loss is not None and bool(np.isfinite(float(loss)))
+
+
+def has_loss_curve(history: Sequence[Mapping[str, Any]]) -> bool:
+    """Return True when some event has a finite loss to draw (deep detectors; classic ones
+    and ensembles report none)."""
+    return any(_finite_loss(event) for event in list(history))
+
+
 def loss_curve_figure(
     history: Sequence[Mapping[str, Any]], *, title: str = "Training loss"
 ) -> go.Figure:
@@ -273,8 +284,7 @@ def loss_curve_figure(
     fig = go.Figure()
     stages: dict[str, list[tuple[int, float]]] = {}
     for event in history:
-        loss = event.get("loss")
-        if loss is None or not np.isfinite(float(loss)):  # detectors without a loss: none
+        if not _finite_loss(event):  # detectors without a loss report none
             continue
         stages.setdefault(str(event.get("stage", "train")), []).append(
             (int(event.get("epoch", 0)), float(event["loss"]))

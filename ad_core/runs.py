@@ -381,6 +381,23 @@ class _Fitted:
     save_extra: Callable[[Any], None] | None = None
 
 
+def error_message(exc: BaseException, *, located: bool = False) -> str:
+    """Return what a failed training says: a message written for people (DataError,
+    ParameterError) as it is, any other with its class name (and, ``located``, the function
+    it was raised in)."""
+    import traceback
+
+    from ad_core.data import DataError
+    from ad_core.detectors import ParameterError
+
+    if isinstance(exc, DataError | ParameterError):
+        return str(exc)
+    where = ""
+    if located and exc.__traceback__ is not None:
+        where = f" (in {traceback.extract_tb(exc.__traceback__)[-1].name})"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def train_run(
     ws: Workspace,
     run_id: int,
@@ -445,14 +462,9 @@ def train_run(
         )
         raise
     except Exception as exc:
-        from ad_core.data import DataError
-        from ad_core.detectors import ParameterError
-
-        # Messages written for people are stored as they are; others keep their class name.
-        people = isinstance(exc, DataError | ParameterError)
         ws.finish_run(
             run_id,
-            {"error": str(exc) if people else f"{type(exc).__name__}: {exc}"},
+            {"error": error_message(exc)},
             status="failed",
             fit_seconds=time.perf_counter() - start,
         )

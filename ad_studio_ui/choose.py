@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ad_core.runs import TrainingSetup
-from ad_core.selection import MIN_TO_TELL, Candidate
+from ad_core.selection import Candidate
 from ad_core.store import Workspace
 from ad_studio_ui.training import get_job, start_training
 
@@ -179,8 +179,7 @@ def ranking_table(ranking: Any, runs: dict[str, int], truth_auroc: dict[str, flo
     import pandas as pd
 
     pct = f"{ranking.confidence:.0%}"
-    # A handful of labels resamples to a handful of sets: the intervals would look exact.
-    enough = min(ranking.n_anomalies, ranking.n_normals) >= MIN_TO_TELL
+    enough = ranking.enough_labels  # else the intervals would look exact
     rows = []
     for r in ranking.results:
         row = {

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import streamlit as st
 
 from ad_core import get_detector_info
-from ad_core.plots import loss_curve_figure
+from ad_core.plots import has_loss_curve, loss_curve_figure
 from ad_studio_ui import state
 from ad_studio_ui.training import TrainingJob, get_job
 
@@ -54,15 +51,6 @@ def render_job(job: TrainingJob) -> None:
         st.error(f"Training failed: {job.error}")
     if has_loss_curve(job.events):  # classic detectors and ensembles have no loss to show
         st.plotly_chart(loss_curve_figure(list(job.events)), key=f"loss_{job.run_id}")
-
-
-def has_loss_curve(events: Any) -> bool:
-    """Return True when some training event has a finite loss to draw (deep detectors)."""
-    for event in list(events):
-        loss = event.get("loss")
-        if loss is not None and math.isfinite(float(loss)):
-            return True
-    return False
 
 
 @st.fragment(run_every=POLL_SECONDS)

@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,14 +371,9 @@ def _stop_training_processes() -> None:
 
 
 def _error_text(exc: Exception) -> str:
-    from ad_core.data import DataError
-    from ad_core.detectors import ParameterError
+    from ad_core.runs import error_message
 
-    if isinstance(exc, DataError | ParameterError):  # written for people already
-        return str(exc)
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" (in {last[0].name})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return error_message(exc, located=True)
 
 
 def get_job(run_id: int | None) -> TrainingJob | None:

@@ -49,13 +49,13 @@ import platform
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ad_core.bench.common import run_tasks
 from ad_core.bench.odds import DATASETS as ODDS_SETS
 
 TABLE_KINDS = ("local", "global", "dependency", "clustered")
@@ -298,26 +298,7 @@ def _init_worker() -> Any:
 
 def collect(tasks: list[Task], jobs: int) -> list[dict]:
     """Return the result of every task, run in ``jobs`` single-core processes (1: here)."""
-    out: list[dict] = []
-    if jobs <= 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        limits = _init_worker()
-        try:
-            for i, task in enumerate(tasks, 1):
-                out.append(run_task(task))
-                _progress(i, len(tasks), out[-1])
-        finally:
-            limits.restore_original_limits()
-            torch.set_num_threads(threads)
-        return out
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_task, t) for t in tasks]
-        for i, fut in enumerate(as_completed(futures), 1):
-            out.append(fut.result())
-            _progress(i, len(tasks), out[-1])
-    return out
+    return run_tasks(tasks, jobs, run_task, _init_worker, _progress)
 
 
 def _progress(i: int, n: int, res: dict) -> None:

@@ -128,23 +128,11 @@ def split(
     """Return (X_train, y_train, X_test, y_test): a 70/30 stratified split, preprocessed on
     train (the app's default preprocessing); a training split above ``max_train`` rows is a
     stratified sample of that many."""
-    from sklearn.model_selection import train_test_split
+    from ad_core.bench.unsup import labelled_split
 
-    from ad_core.bench.unsup import load_set
-    from ad_core.data import Preprocessor
-
-    frame, schema, truth = load_set(name, data_dir)
-    train, test = train_test_split(
-        np.arange(len(frame)), test_size=0.3, stratify=truth, random_state=seed
-    )
-    if max_train is not None and train.size > max_train:
-        train, _ = train_test_split(
-            train, train_size=max_train, stratify=truth[train], random_state=seed
-        )
-    prep = Preprocessor().fit(frame.iloc[train], schema)
-    X_tr = np.ascontiguousarray(prep.transform(frame.iloc[train]), dtype=np.float64)
-    X_te = np.ascontiguousarray(prep.transform(frame.iloc[test]), dtype=np.float64)
-    return X_tr, truth[train], X_te, truth[test]
+    X_tr, y_tr, X_te, y_te = labelled_split(name, seed, data_dir, max_train)
+    as64 = np.ascontiguousarray
+    return as64(X_tr, dtype=np.float64), y_tr, as64(X_te, dtype=np.float64), y_te
 
 
 def labelled_anomalies(y_train: np.ndarray, share: float, seed: int) -> np.ndarray:

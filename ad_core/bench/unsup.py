@@ -100,7 +100,6 @@ import shlex
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -108,6 +107,7 @@ from typing import Any
 
 import numpy as np
 
+from ad_core.bench.common import run_tasks
 from ad_core.bench.odds import DATASETS as ODDS_SETS
 
 FULL_SETS = (*ODDS_SETS, "ecg5000", "kddcup99", "mnist")
@@ -271,6 +271,15 @@ def prepared_split(
 
     A training split above ``max_train`` rows is a stratified sample of that many.
     """
+    X_tr, _, X_te, y_te = labelled_split(name, seed, data_dir, max_train)
+    return X_tr, X_te, y_te
+
+
+def labelled_split(
+    name: str, seed: int, data_dir: str, max_train: int | None = MAX_TRAIN
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (X_train, y_train, X_test, y_test) of :func:`prepared_split`'s split, the
+    training rows' truth too (the benchmarks with labels draw theirs from it)."""
     from sklearn.model_selection import train_test_split
 
     from ad_core.data import Preprocessor
@@ -284,7 +293,8 @@ def prepared_split(
             train, train_size=max_train, stratify=truth[train], random_state=seed
         )
     prep = Preprocessor().fit(frame.iloc[train], schema)
-    return prep.transform(frame.iloc[train]), prep.transform(frame.iloc[test]), truth[test]
+    X_tr, X_te = prep.transform(frame.iloc[train]), prep.transform(frame.iloc[test])
+    return X_tr, truth[train], X_te, truth[test]
 
 
 # -- one fit ----------------------------------------------------------------------------------
@@ -1290,26 +1300,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def collect(tasks: list[Task], jobs: int, cache: str | None = None) -> list[dict]:
     """Return the result of every task, run in ``jobs`` single-core processes (1: here)."""
-    rows: list[dict] = []
-    if jobs <= 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        limits = _init_worker()
-        try:
-            for i, task in enumerate(tasks, 1):
-                rows.append(run_task(task, cache))
-                _progress(i, len(tasks), rows[-1])
-        finally:
-            limits.restore_original_limits()
-            torch.set_num_threads(threads)
-        return rows
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_task, t, cache) for t in tasks]
-        for i, fut in enumerate(as_completed(futures), 1):
-            rows.append(fut.result())
-            _progress(i, len(tasks), rows[-1])
-    return rows
+    return run_tasks(tasks, jobs, functools.partial(run_task, cache=cache), _init_worker, _progress)
 
 
 def _parallel_sets(sets: list[str]) -> list[str]:
